@@ -1,0 +1,24 @@
+// Checks an image the way a registry and a runtime would.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "slimtrace/image/reference.hpp"
+#include "slimtrace/image/source.hpp"
+#include "slimtrace/result.hpp"
+
+namespace slimtrace::image {
+
+struct ValidationReport {
+  std::vector<std::string> problems;  // empty: valid
+  int manifests = 0;
+  int layers = 0;
+  bool ok() const { return problems.empty(); }
+};
+
+// Digests and sizes of every blob, media types, config parse, config rootfs.diff_ids against the
+// decompressed layers, tar readability. Errors opening the image are problems too.
+ValidationReport validate_image(const ImageRef& ref, const OpenOptions& options);
+
+}  // namespace slimtrace::image

@@ -1,0 +1,46 @@
+// Writing a new single-layer image (FROM scratch) from selected entries of a FileTree.
+#pragma once
+
+#include <filesystem>
+#include <set>
+#include <string>
+
+#include "slimtrace/image/file_tree.hpp"
+#include "slimtrace/image/reference.hpp"
+#include "slimtrace/image/source.hpp"
+#include "slimtrace/result.hpp"
+
+namespace slimtrace::image {
+
+struct WriteOptions {
+  ImageRef output;
+  Compression compression = Compression::Gzip;
+  std::string created_by = "slimtrace";  // history entry
+  // Tag: oci ref.name, or docker-archive RepoTags entry ("name:tag"). Defaults to output.tag.
+  std::string tag;
+  std::filesystem::path work_dir;  // scratch space for spooling file contents
+};
+
+struct WrittenImage {
+  std::string manifest_digest;
+  std::string config_digest;
+  std::string layer_digest;
+  std::string diff_id;
+  int64_t compressed_size = 0;
+  int64_t uncompressed_size = 0;
+  int64_t files = 0;
+  int64_t file_bytes = 0;
+};
+
+// Writes the entries of `tree` whose paths are in `selection` (every path must exist in the tree;
+// parents are not added implicitly). Output is deterministic: same input and selection, same bytes.
+// Blobs, then config, then manifest, then index, each via a temp file and rename; archive outputs
+// appear under their final name only when complete.
+Result<WrittenImage> write_image(const SourceImage& source, const FileTree& tree,
+                                 const std::set<std::string>& selection, const WriteOptions& options,
+                                 const ProgressFn& progress = {});
+
+// Every path of the tree: the selection that writes the flattened image back.
+std::set<std::string> select_all(const FileTree& tree);
+
+}  // namespace slimtrace::image

@@ -1,0 +1,40 @@
+// Scratch directories owned by one run, removed on every exit path, also on SIGINT/SIGTERM.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include "slimtrace/result.hpp"
+
+namespace slimtrace {
+
+class WorkDir {
+ public:
+  // Makes a fresh "slimtrace-XXXXXX" directory under `base` (default: $TMPDIR or /tmp).
+  static Result<WorkDir> create(const std::filesystem::path& base = {});
+  WorkDir() = default;
+  WorkDir(WorkDir&& o) noexcept;
+  WorkDir& operator=(WorkDir&& o) noexcept;
+  WorkDir(const WorkDir&) = delete;
+  WorkDir& operator=(const WorkDir&) = delete;
+  ~WorkDir();
+
+  const std::filesystem::path& path() const { return path_; }
+  // A fresh subdirectory name (not created) under this work dir.
+  std::filesystem::path unique(const std::string& stem);
+
+ private:
+  std::filesystem::path path_;
+  int counter_ = 0;
+};
+
+// Paths removed if the process is interrupted before they are unregistered: temp outputs and work
+// directories. Thread-safe.
+void register_cleanup_path(const std::filesystem::path& p);
+void unregister_cleanup_path(const std::filesystem::path& p);
+
+// Blocks SIGINT/SIGTERM/SIGHUP in the calling (main) thread and every thread made after, and starts
+// a thread that, on such a signal, removes every registered path and exits with 128+signo.
+void install_interrupt_cleanup();
+
+}  // namespace slimtrace

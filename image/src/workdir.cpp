@@ -1,0 +1,102 @@
+#include "slimtrace/workdir.hpp"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <system_error>
+#include <thread>
+
+namespace slimtrace {
+namespace {
+
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::set<std::filesystem::path>& registry() {
+  static std::set<std::filesystem::path> paths;
+  return paths;
+}
+
+}  // namespace
+
+void register_cleanup_path(const std::filesystem::path& p) {
+  std::lock_guard lock(registry_mutex());
+  registry().insert(p);
+}
+
+void unregister_cleanup_path(const std::filesystem::path& p) {
+  std::lock_guard lock(registry_mutex());
+  registry().erase(p);
+}
+
+void install_interrupt_cleanup() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread([set] {
+    int signo = 0;
+    if (sigwait(&set, &signo) != 0) return;
+    {
+      // Held until exit so no new path is registered and then left behind.
+      registry_mutex().lock();
+      for (const auto& p : registry()) {
+        std::error_code ec;
+        std::filesystem::remove_all(p, ec);
+      }
+    }
+    const char msg[] = "slimtrace: interrupted, cleaned up\n";
+    [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
+    _exit(128 + signo);
+  }).detach();
+}
+
+Result<WorkDir> WorkDir::create(const std::filesystem::path& base) {
+  std::filesystem::path dir = base;
+  if (dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    dir = (tmp && *tmp) ? tmp : "/tmp";
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Error{"create work directory '" + dir.string() + "': " + ec.message(), ec.value()};
+  std::string tmpl = (dir / "slimtrace-XXXXXX").string();
+  if (!::mkdtemp(tmpl.data())) return Error::from_errno("mkdtemp '" + tmpl + "'");
+  WorkDir w;
+  w.path_ = tmpl;
+  register_cleanup_path(w.path_);
+  return w;
+}
+
+WorkDir::WorkDir(WorkDir&& o) noexcept : path_(std::move(o.path_)), counter_(o.counter_) { o.path_.clear(); }
+
+WorkDir& WorkDir::operator=(WorkDir&& o) noexcept {
+  if (this != &o) {
+    this->~WorkDir();
+    path_ = std::move(o.path_);
+    counter_ = o.counter_;
+    o.path_.clear();
+  }
+  return *this;
+}
+
+WorkDir::~WorkDir() {
+  if (path_.empty()) return;
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+  unregister_cleanup_path(path_);
+  path_.clear();
+}
+
+std::filesystem::path WorkDir::unique(const std::string& stem) {
+  return path_ / (stem + "-" + std::to_string(++counter_));
+}
+
+}  // namespace slimtrace
