@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <set>
 #include <system_error>
@@ -21,6 +22,11 @@ std::set<std::filesystem::path>& registry() {
   static std::set<std::filesystem::path> paths;
   return paths;
 }
+std::map<int, std::function<void()>>& actions() {
+  static std::map<int, std::function<void()>> a;
+  return a;
+}
+int g_next_action = 0;
 
 }  // namespace
 
@@ -32,6 +38,18 @@ void register_cleanup_path(const std::filesystem::path& p) {
 void unregister_cleanup_path(const std::filesystem::path& p) {
   std::lock_guard lock(registry_mutex());
   registry().erase(p);
+}
+
+int register_cleanup_action(std::function<void()> action) {
+  std::lock_guard lock(registry_mutex());
+  int h = ++g_next_action;
+  actions()[h] = std::move(action);
+  return h;
+}
+
+void unregister_cleanup_action(int handle) {
+  std::lock_guard lock(registry_mutex());
+  actions().erase(handle);
 }
 
 void install_interrupt_cleanup() {
@@ -47,6 +65,7 @@ void install_interrupt_cleanup() {
     {
       // Held until exit so no new path is registered and then left behind.
       registry_mutex().lock();
+      for (auto it = actions().rbegin(); it != actions().rend(); ++it) it->second();
       for (const auto& p : registry()) {
         std::error_code ec;
         std::filesystem::remove_all(p, ec);

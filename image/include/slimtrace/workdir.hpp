@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <string>
 
 #include "slimtrace/result.hpp"
@@ -33,8 +34,14 @@ class WorkDir {
 void register_cleanup_path(const std::filesystem::path& p);
 void unregister_cleanup_path(const std::filesystem::path& p);
 
+// Teardown steps run on interruption before registered paths are removed, newest first (stop the
+// container, then unmount, then remove). Returns a handle for unregister_cleanup_action().
+int register_cleanup_action(std::function<void()> action);
+void unregister_cleanup_action(int handle);
+
 // Blocks SIGINT/SIGTERM/SIGHUP in the calling (main) thread and every thread made after, and starts
-// a thread that, on such a signal, removes every registered path and exits with 128+signo.
+// a thread that, on such a signal, runs every registered action, removes every registered path and
+// exits with 128+signo.
 void install_interrupt_cleanup();
 
 }  // namespace slimtrace
