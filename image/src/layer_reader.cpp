@@ -201,7 +201,10 @@ struct LayerReader::Impl {
   std::string archive_error() const {
     if (!error.empty()) return error;
     const char* s = archive_error_string(ar);
-    return s ? s : "unreadable tar stream";
+    std::string msg = s ? s : "unreadable tar stream";
+    // libarchive says "Truncated input file (...)" or "Truncated tar archive": say what it means.
+    if (msg.rfind("Truncated", 0) == 0) return "truncated layer: the tar stream ends early (" + msg + ")";
+    return msg;
   }
 };
 

@@ -107,7 +107,7 @@ TEST(Open, AllTransportsGiveTheSameImage) {
   auto built = t::write_oci_layout(d / "layout", spec, "v1");
   t::write_oci_archive(d / "oci.tar", spec, "v1");
   t::write_docker_archive(d / "docker.tar", {{spec, {"app:v1"}}});
-  for (const std::string ref : {"oci:" + (d / "layout").string() + ":v1", "oci-archive:" + (d / "oci.tar").string(),
+  for (const auto& ref : {"oci:" + (d / "layout").string() + ":v1", "oci-archive:" + (d / "oci.tar").string(),
                                 "docker-archive:" + (d / "docker.tar").string() + ":app:v1"}) {
     auto o = open(ref);
     ASSERT_TRUE(o.ok()) << ref << ": " << o.error().message;
