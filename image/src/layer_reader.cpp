@@ -52,7 +52,7 @@ Result<std::string> normalize_entry_path(std::string_view raw) {
     auto comp = raw.substr(pos, next - pos);
     pos = next + 1;
     if (comp.empty() || comp == ".") continue;
-    if (comp == "..") return Error{"entry '" + std::string(raw) + "' has a '..' component (path traversal)"};
+    if (comp == "..") return Error{"path has a '..' component (path traversal)"};
     out += '/';
     out += comp;
   }
@@ -87,6 +87,8 @@ struct LayerReader::Impl {
   bool tar_eof = false;
   int64_t next_index = 0;
   std::string error;  // set by the read callback so errors name their real cause
+  std::string current_path;  // the last entry returned, for errors met while skipping its data
+  int64_t current_size = 0;
 
   ~Impl() {
     if (ar) archive_read_free(ar);
@@ -94,6 +96,16 @@ struct LayerReader::Impl {
   }
 
   Error fail(const std::string& msg) const { return Error{where + ": " + msg}; }
+  // Same style as flatten's errors: "layer N (sha256:...) entry 'x': reason".
+  Error fail_entry(const std::string& raw, const std::string& msg) const {
+    return Error{where + " entry '" + raw + "': " + msg};
+  }
+  // An error while reading or skipping the current entry's data names that entry: an absurd size
+  // in its header shows up here as a truncated stream.
+  Error fail_current(const std::string& msg) const {
+    if (current_path.empty()) return fail(msg);
+    return fail_entry(current_path, msg + "; its header declares " + std::to_string(current_size) + " bytes");
+  }
 
   // Refills the compressed input buffer; false on read error (sets error).
   bool fill() {
@@ -251,24 +263,24 @@ Result<std::optional<TarEntry>> LayerReader::next() {
     m.tar_eof = true;
     return std::optional<TarEntry>{};
   }
-  if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return m.fail(m.archive_error());
+  if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return m.fail_current(m.archive_error());
   TarEntry t;
   t.index = m.next_index++;
   const char* raw = archive_entry_pathname(e);
   t.raw_path = raw ? raw : "";
   auto norm = normalize_entry_path(t.raw_path);
-  if (!norm) return m.fail(norm.error().message);
+  if (!norm) return m.fail_entry(t.raw_path, norm.error().message);
   t.path = std::move(*norm);
   t.mode = static_cast<uint32_t>(archive_entry_perm(e)) & 07777;
   t.uid = static_cast<uint32_t>(archive_entry_uid(e));
   t.gid = static_cast<uint32_t>(archive_entry_gid(e));
   t.mtime = archive_entry_mtime(e);
   t.size = archive_entry_size_is_set(e) ? archive_entry_size(e) : 0;
-  if (t.size < 0) return m.fail("entry '" + t.raw_path + "' has a negative size");
+  if (t.size < 0) return m.fail_entry(t.raw_path, "negative size");
   if (const char* hl = archive_entry_hardlink(e)) {
     t.type = EntryType::Hardlink;
     auto target = normalize_entry_path(hl);
-    if (!target) return m.fail("hardlink '" + t.raw_path + "' -> '" + hl + "': " + target.error().message);
+    if (!target) return m.fail_entry(t.raw_path, "hardlink target '" + std::string(hl) + "': " + target.error().message);
     t.link_target = *target;
     t.size = 0;
   } else {
@@ -279,14 +291,14 @@ Result<std::optional<TarEntry>> LayerReader::next() {
         t.type = EntryType::Symlink;
         const char* target = archive_entry_symlink(e);
         t.link_target = target ? target : "";
-        if (t.link_target.empty()) return m.fail("symlink '" + t.raw_path + "' has an empty target");
+        if (t.link_target.empty()) return m.fail_entry(t.raw_path, "symlink with an empty target");
         t.size = 0;
         break;
       }
       case AE_IFCHR: t.type = EntryType::CharDevice; t.size = 0; break;
       case AE_IFBLK: t.type = EntryType::BlockDevice; t.size = 0; break;
       case AE_IFIFO: t.type = EntryType::Fifo; t.size = 0; break;
-      default: return m.fail("entry '" + t.raw_path + "' has an unsupported type (sockets cannot be in a layer)");
+      default: return m.fail_entry(t.raw_path, "unsupported entry type (sockets cannot be in a layer)");
     }
   }
   if (t.type == EntryType::CharDevice || t.type == EntryType::BlockDevice) {
@@ -300,13 +312,15 @@ Result<std::optional<TarEntry>> LayerReader::next() {
   while (archive_entry_xattr_next(e, &name, &value, &vsize) == ARCHIVE_OK) {
     t.xattrs.push_back(Xattr{name, std::string(static_cast<const char*>(value), vsize)});
   }
+  m.current_path = t.raw_path;
+  m.current_size = t.size;
   return std::optional<TarEntry>(std::move(t));
 }
 
 Result<size_t> LayerReader::read(std::span<char> buf) {
   auto& m = *impl_;
   la_ssize_t n = archive_read_data(m.ar, buf.data(), buf.size());
-  if (n < 0) return m.fail(m.archive_error());
+  if (n < 0) return m.fail_current(m.archive_error());
   return static_cast<size_t>(n);
 }
 
