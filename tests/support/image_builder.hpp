@@ -57,7 +57,7 @@ std::string zstd_bytes(const std::string& data);
 std::string sha256_hex(const std::string& data);
 
 struct BuiltImage {
-  std::string manifest_digest;  // "sha256:..."
+  std::string manifest_digest;  // "sha256:..."; empty for docker archives, which hold no manifest blob
   std::string config_digest;
   std::vector<std::string> layer_digests;
   std::vector<std::string> diff_ids;
@@ -74,6 +74,7 @@ std::vector<BuiltImage> write_oci_index(const std::filesystem::path& dir, const 
 
 // A `docker save` style archive (manifest.json, <hex>.json configs, <hex>/layer.tar layers,
 // repositories) holding one or more images, each with its RepoTags.
+// Layers are stored uncompressed (LayerSpec::compression is ignored), so layer_digests == diff_ids.
 std::vector<BuiltImage> write_docker_archive(
     const std::filesystem::path& file,
     const std::vector<std::pair<ImageSpec, std::vector<std::string>>>& images);
