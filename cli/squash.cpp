@@ -1,0 +1,80 @@
+// `slimtrace squash IMAGE -o OUTPUT`: the flattened image written back as one layer FROM scratch.
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "common.hpp"
+#include "slimtrace/image/reference.hpp"
+#include "slimtrace/image/writer.hpp"
+
+namespace slimtrace::cli {
+namespace {
+
+struct SquashArgs {
+  std::string image;
+  std::string output;
+  std::string tag;
+  std::string compression = "gzip";
+};
+
+int run_squash(const GlobalOptions& g, const SquashArgs& a) {
+  image::WriteOptions wo;
+  if (a.compression == "gzip") {
+    wo.compression = image::Compression::Gzip;
+  } else if (a.compression == "zstd") {
+    wo.compression = image::Compression::Zstd;
+  } else if (a.compression == "none") {
+    wo.compression = image::Compression::None;
+  } else {
+    print_error("unknown compression '" + a.compression + "' (gzip, zstd or none)");
+    return kExitUsage;
+  }
+  auto out = image::parse_reference(a.output, /*must_exist=*/false);
+  if (!out) {
+    print_error(out.error().message);
+    return kExitBadInput;
+  }
+  auto opened = open_or_report(g, a.image);
+  if (!opened) return kExitBadInput;
+  auto progress = make_progress(g);
+  auto tree = image::flatten(opened->image, progress);
+  if (!tree) {
+    print_error(tree.error().message);
+    return kExitBadInput;
+  }
+  wo.output = *out;
+  wo.tag = a.tag;
+  wo.created_by = "slimtrace squash";
+  wo.work_dir = opened->work.path();
+  auto written = image::write_image(opened->image, *tree, image::select_all(*tree), wo, progress);
+  end_progress();
+  if (!written) {
+    print_error(written.error().message);
+    return kExitBadInput;
+  }
+  spdlog::info("wrote {} files ({} bytes) to {}: layer {} bytes compressed, {} uncompressed", written->files,
+               written->file_bytes, out->to_string(), written->compressed_size, written->uncompressed_size);
+  std::printf("%s\n", written->manifest_digest.c_str());
+  return kExitOk;
+}
+
+}  // namespace
+
+void add_squash(CLI::App& app, const GlobalOptions& g, Runner& runner) {
+  auto a = std::make_shared<SquashArgs>();
+  auto* sub = app.add_subcommand("squash", "Write the flattened image as a single-layer image FROM scratch");
+  sub->add_option("IMAGE", a->image,
+                  "Image reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, path)")
+      ->required();
+  sub->add_option("-o,--output", a->output,
+                  "Output reference (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG])")
+      ->required();
+  sub->add_option("--tag", a->tag, "Tag for the output (default: the one in the output reference)");
+  sub->add_option("--compression", a->compression, "Layer compression: gzip, zstd or none")
+      ->check(CLI::IsMember({"gzip", "zstd", "none"}))
+      ->capture_default_str();
+  sub->callback([&runner, &g, a] { runner = [&g, a] { return run_squash(g, *a); }; });
+}
+
+}  // namespace slimtrace::cli
