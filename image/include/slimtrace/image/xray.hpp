@@ -23,6 +23,7 @@ struct Finding {
   Severity severity = Severity::Info;
   std::string title;     // one line
   std::vector<std::string> paths;  // the paths involved (may be capped, see paths_total)
+  std::vector<int64_t> path_bytes;  // bytes behind each of `paths`, same order (biggest first)
   int64_t paths_total = 0;
   int64_t bytes = 0;
   std::string advice;
@@ -55,6 +56,8 @@ struct XrayReport {
   int64_t wasted_bytes = 0;    // bytes of versions later layers overwrite or delete
   double efficiency = 1.0;     // dive's score
   std::vector<SizedPath> largest_files;
+  // Directory size: all regular files under it. A directory whose bytes all lie in one
+  // subdirectory is left out in favour of that subdirectory (no /var, /var/lib, /var/lib/apt chains).
   std::vector<SizedPath> largest_dirs;
   std::vector<Finding> findings;
   std::optional<Severity> max_severity() const;
@@ -66,6 +69,12 @@ struct XrayOptions {
 
 Result<XrayReport> xray(const SourceImage& image, const FileTree& tree, const XrayOptions& options = {},
                         const ProgressFn& progress = {});
+// JSON for machines, schema "slimtrace.xray/v1": schema, reference, manifest_digest, config_digest,
+// platform, layers[] {index, digest, diff_id, compressed_size, uncompressed_size, created_by,
+// files_added, bytes_added, whiteouts, bytes_removed}, totals {files, bytes, layer_bytes,
+// compressed_bytes, wasted_bytes, efficiency (0..1)}, largest_files[] and largest_dirs[] {path, bytes},
+// findings[] {id, severity, title, paths, path_bytes, paths_total, bytes, advice}, max_severity (or
+// null). Layer numbers, in titles too, are 0-based indexes into layers[], as in error messages.
 nlohmann::json to_json(const XrayReport& report);
 std::string to_text(const XrayReport& report);
 
