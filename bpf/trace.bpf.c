@@ -1,0 +1,503 @@
+// SPDX-License-Identifier: GPL-2.0
+/* slimtrace's tracer: follows one container's process tree (seeded by user space with the
+ * container init's host pid) and reports the paths its syscalls look up, its execs, forks and
+ * exits, and the set of syscall numbers it makes once a seccomp filter is active.
+ *
+ * Only tracepoints are used (raw_tp for sys_enter/sys_exit, tp_btf for sched_*): fentry, kprobes
+ * and BPF-LSM are unavailable on many hosts, and raw/BTF tracepoints attach without tracefs. */
+#include "vmlinux.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "events.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+#define AT_FDCWD -100
+#define AT_EMPTY_PATH 0x1000
+#define MAP_ANONYMOUS 0x20
+#define AF_UNIX 1
+#define SECCOMP_MODE_FILTER 2
+
+/* x86_64 syscall numbers of the path syscalls. */
+#define NR_open 2
+#define NR_stat 4
+#define NR_lstat 6
+#define NR_mmap 9
+#define NR_access 21
+#define NR_connect 42
+#define NR_execve 59
+#define NR_chdir 80
+#define NR_fchdir 81
+#define NR_creat 85
+#define NR_readlink 89
+#define NR_getdents64 217
+#define NR_openat 257
+#define NR_newfstatat 262
+#define NR_readlinkat 267
+#define NR_faccessat 269
+#define NR_execveat 322
+#define NR_statx 332
+#define NR_openat2 437
+#define NR_faccessat2 439
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+/* Followed processes (tgid, host pid namespace). Per skeleton instance, so concurrent traces
+ * never share it. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u32);
+  __type(value, __u32);
+} tracked SEC(".maps");
+
+/* tid -> syscall number of the PATH event emitted at entry, so only those exits are reported.
+ * LRU: a task killed inside a syscall never reaches sys_exit. */
+struct pending_call {
+  __u32 nr;
+  __u32 deferred; /* the user path is to be read at exit */
+  __u64 upath;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u32);
+  __type(value, struct pending_call);
+} pending SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct st_path_event);
+} scratch SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct st_ret_event);
+} ret_scratch SEC(".maps");
+
+/* Syscall numbers made under an active seccomp filter: one byte each, no event per syscall. */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, ST_MAX_SYSCALLS);
+  __type(key, __u32);
+  __type(value, __u8);
+} syscalls SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} dropped SEC(".maps");
+
+static __always_inline void count_drop(void) {
+  __u32 zero = 0;
+  __u64 *n = bpf_map_lookup_elem(&dropped, &zero);
+  if (n) *n += 1;
+}
+
+/* Waking the reader on every event costs the traced process an irq_work per syscall; the reader
+ * polls with a timeout anyway, so wake it only once a good part of the buffer is filled. */
+static __always_inline __u64 wakeup_flags(void) {
+  return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > (1 << 20) ? BPF_RB_FORCE_WAKEUP
+                                                                  : BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline int is_tracked(__u32 tgid) {
+  return bpf_map_lookup_elem(&tracked, &tgid) != 0;
+}
+
+/* The seccomp mode is the task's own state, so a filter installed before the tracer attached
+ * (runc without noNewPrivileges) counts as well as one installed later; runc's failing probe
+ * calls leave the mode unchanged. */
+static __always_inline void record_syscall(struct task_struct *task, long nr) {
+  if (nr < 0 || nr >= ST_MAX_SYSCALLS) return;
+  if (BPF_CORE_READ(task, seccomp.mode) != SECCOMP_MODE_FILTER) return;
+  __u32 key = (__u32)nr;
+  __u8 *seen = bpf_map_lookup_elem(&syscalls, &key);
+  if (seen && !*seen) *seen = 1;
+}
+
+static __always_inline int is_path_syscall(long nr) {
+  switch (nr) {
+    case NR_open: case NR_stat: case NR_lstat: case NR_mmap: case NR_access: case NR_connect:
+    case NR_execve: case NR_chdir: case NR_fchdir: case NR_creat: case NR_readlink:
+    case NR_getdents64: case NR_openat: case NR_newfstatat: case NR_readlinkat:
+    case NR_faccessat: case NR_execveat: case NR_statx: case NR_openat2: case NR_faccessat2:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+static __always_inline struct file *fd_file(struct task_struct *task, int fd) {
+  if (fd < 0) return 0;
+  struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+  if (!fdt) return 0;
+  unsigned int max = BPF_CORE_READ(fdt, max_fds);
+  if ((unsigned int)fd >= max) return 0;
+  struct file **fds = BPF_CORE_READ(fdt, fd);
+  struct file *f = 0;
+  bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+  return f;
+}
+
+/* Writes the names from `dentry` up to the task's root, leaf first, each NUL terminated, crossing
+ * mount points the way d_path does; sets e->base_flags and e->base_len. Returns the new write
+ * position. A global function so the verifier checks the loop once, not once per caller path;
+ * kernel pointers travel as scalars because they come from probe reads. */
+__noinline int walk_path(struct st_path_event *e, __u32 pos, __u64 dentry_ptr, __u64 vfsmnt_ptr) {
+  if (!e) return 0;
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  struct dentry *dentry = (struct dentry *)dentry_ptr;
+  struct vfsmount *vfsmnt = (struct vfsmount *)vfsmnt_ptr;
+  struct path root = {};
+  BPF_CORE_READ_INTO(&root, task, fs, root);
+  __u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+  __u32 start = pos & 4095;
+  pos = start;
+
+  for (int i = 0; i < ST_BASE_DEPTH; i++) {
+    if (dentry == root.dentry && vfsmnt == root.mnt) {
+      e->base_flags |= ST_BASE_OK;
+      goto out;
+    }
+    struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+    if (dentry == mnt_root) {
+      struct mount *mnt = (struct mount *)((char *)vfsmnt - mnt_off);
+      struct mount *parent = BPF_CORE_READ(mnt, mnt_parent);
+      if (!parent || parent == mnt) {
+        e->base_flags |= ST_BASE_UNREACHABLE;
+        goto out;
+      }
+      dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+      vfsmnt = (struct vfsmount *)((char *)parent + mnt_off);
+      continue;
+    }
+    struct dentry *up = BPF_CORE_READ(dentry, d_parent);
+    if (!up || up == dentry) {
+      e->base_flags |= ST_BASE_UNREACHABLE;
+      goto out;
+    }
+    if (pos - start > ST_BASE_MAX - ST_NAME_MAX) break;
+    const unsigned char *name = BPF_CORE_READ(dentry, d_name.name);
+    long n = bpf_probe_read_kernel_str(&e->data[pos & 4095], ST_NAME_MAX, name);
+    if (n <= 0) break;
+    pos += (__u32)n;
+    dentry = up;
+  }
+  e->base_flags |= ST_BASE_TRUNCATED;
+out:
+  e->base_len = (__u16)(pos - start);
+  return (int)pos;
+}
+
+/* Appends up to ST_ARGV_MAX argv strings; sets e->argc and e->argv_len. */
+__noinline int read_argv(struct st_path_event *e, __u32 pos, __u64 argv_ptr) {
+  if (!e) return 0;
+  const char *const *argv = (const char *const *)argv_ptr;
+  __u32 start = pos & 8191;
+  pos = start;
+  e->argc = 0;
+  for (int i = 0; i < ST_ARGV_MAX && argv; i++) {
+    const char *arg = 0;
+    if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg) break;
+    if (pos - start > ST_ARGV_BYTES - ST_ARG_LEN) break;
+    long n = bpf_probe_read_user_str(&e->data[pos & 8191], ST_ARG_LEN, arg);
+    if (n <= 0) break;
+    pos += (__u32)n;
+    e->argc++;
+  }
+  e->argv_len = (__u16)(pos - start);
+  return (int)pos;
+}
+
+SEC("raw_tp/sys_enter")
+int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
+  __u64 id = bpf_get_current_pid_tgid();
+  __u32 tgid = id >> 32, tid = (__u32)id;
+  if (!is_tracked(tgid)) return 0;
+
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+  long nr = (long)ctx->args[1];
+  record_syscall(task, nr);
+  if (!is_path_syscall(nr)) return 0;
+
+  unsigned long a0 = BPF_CORE_READ(regs, di), a1 = BPF_CORE_READ(regs, si);
+  __u32 op = 0;
+  int dirfd = AT_FDCWD;
+  int target_fd = -1; /* fd-based syscall: the fd's file is the path */
+  const char *upath = 0;
+  const char *const *argv = 0;
+  unsigned long at_flags = 0;
+  char sun_path_ok = 0;
+
+  switch (nr) {
+    case NR_open: case NR_creat: op = ST_OP_OPEN; upath = (const char *)a0; break;
+    case NR_openat: case NR_openat2: op = ST_OP_OPEN; dirfd = (int)a0; upath = (const char *)a1; break;
+    case NR_execve:
+      op = ST_OP_EXEC; upath = (const char *)a0; argv = (const char *const *)a1; break;
+    case NR_execveat:
+      op = ST_OP_EXEC; dirfd = (int)a0; upath = (const char *)a1;
+      argv = (const char *const *)BPF_CORE_READ(regs, dx);
+      at_flags = BPF_CORE_READ(regs, r8);
+      break;
+    case NR_stat: case NR_lstat: op = ST_OP_STAT; upath = (const char *)a0; break;
+    case NR_newfstatat:
+      op = ST_OP_STAT; dirfd = (int)a0; upath = (const char *)a1; at_flags = BPF_CORE_READ(regs, r10);
+      break;
+    case NR_statx:
+      op = ST_OP_STAT; dirfd = (int)a0; upath = (const char *)a1; at_flags = BPF_CORE_READ(regs, dx);
+      break;
+    case NR_access: op = ST_OP_ACCESS; upath = (const char *)a0; break;
+    case NR_faccessat: op = ST_OP_ACCESS; dirfd = (int)a0; upath = (const char *)a1; break;
+    case NR_faccessat2:
+      op = ST_OP_ACCESS; dirfd = (int)a0; upath = (const char *)a1; at_flags = BPF_CORE_READ(regs, r10);
+      break;
+    case NR_readlink: op = ST_OP_READLINK; upath = (const char *)a0; break;
+    /* readlinkat with an empty path reads the link the fd refers to */
+    case NR_readlinkat:
+      op = ST_OP_READLINK; dirfd = (int)a0; upath = (const char *)a1; at_flags = AT_EMPTY_PATH; break;
+    case NR_chdir: op = ST_OP_CHDIR; upath = (const char *)a0; break;
+    case NR_fchdir: op = ST_OP_CHDIR; target_fd = (int)a0; break;
+    case NR_getdents64: op = ST_OP_LIST; target_fd = (int)a0; break;
+    case NR_mmap: {
+      unsigned long flags = BPF_CORE_READ(regs, r10);
+      int fd = (int)BPF_CORE_READ(regs, r8);
+      if ((flags & MAP_ANONYMOUS) || fd < 0) return 0;
+      op = ST_OP_MMAP; target_fd = fd;
+      break;
+    }
+    case NR_connect: {
+      __u16 family = 0;
+      char first = 0;
+      if (!a1 || bpf_probe_read_user(&family, sizeof(family), (void *)a1) || family != AF_UNIX) return 0;
+      /* abstract sockets (leading NUL) are not files */
+      if (bpf_probe_read_user(&first, 1, (char *)a1 + 2) || first == 0) return 0;
+      op = ST_OP_CONNECT; upath = (const char *)a1 + 2; sun_path_ok = 1;
+      break;
+    }
+    default:
+      return 0;
+  }
+
+  __u32 zero = 0;
+  struct st_path_event *e = bpf_map_lookup_elem(&scratch, &zero);
+  if (!e) return 0;
+  e->h.kind = ST_EV_PATH;
+  e->h.pid = tgid;
+  e->h.tid = tid;
+  e->h.nr = (__u32)nr;
+  e->op = op;
+  e->dirfd = dirfd;
+  e->base_kind = ST_BASE_NONE;
+  e->base_flags = 0;
+  e->path_len = 0;
+  e->base_len = 0;
+  e->argv_len = 0;
+  e->argc = 0;
+
+  __u32 pos = 0;
+  int deferred = 0;
+  e->data[0] = 0;
+  if (upath) {
+    /* sun_path is at most 108 bytes and need not be NUL terminated */
+    long n = bpf_probe_read_user_str(e->data, sun_path_ok ? 108 : ST_PATH_MAX, upath);
+    if (n <= 0) {
+      deferred = 1;
+      e->data[0] = 0;
+      e->base_flags |= ST_PATH_DEFERRED;
+    } else {
+      pos = (__u32)n;
+      e->path_len = (__u16)n;
+    }
+  }
+
+  struct path base = {};
+  int want_base = 0;
+  if (target_fd >= 0) {
+    struct file *f = fd_file(task, target_fd);
+    if (!f) return 0; /* EBADF: nothing was looked up */
+    BPF_CORE_READ_INTO(&base, f, f_path);
+    e->base_kind = ST_BASE_TARGET;
+    want_base = 1;
+  } else if (deferred || e->data[0] != '/') {
+    int empty = !deferred && e->data[0] == 0;
+    e->base_kind = (empty && (at_flags & AT_EMPTY_PATH)) ? ST_BASE_TARGET : ST_BASE_DIR;
+    if (dirfd == AT_FDCWD) {
+      BPF_CORE_READ_INTO(&base, task, fs, pwd);
+    } else {
+      struct file *f = fd_file(task, dirfd);
+      if (!f) {
+        e->base_flags |= ST_BASE_NOFD;
+      } else {
+        BPF_CORE_READ_INTO(&base, f, f_path);
+      }
+    }
+    want_base = base.dentry != 0;
+  }
+  if (want_base) pos = (__u32)walk_path(e, pos, (__u64)base.dentry, (__u64)base.mnt);
+  if (argv) pos = (__u32)read_argv(e, pos, (__u64)argv);
+
+  if (bpf_ringbuf_output(&events, e, offsetof(struct st_path_event, data) + (pos & 8191), wakeup_flags())) {
+    count_drop();
+    return 0;
+  }
+  struct pending_call call = {.nr = (__u32)nr, .deferred = (__u32)deferred, .upath = (__u64)upath};
+  bpf_map_update_elem(&pending, &tid, &call, BPF_ANY);
+  return 0;
+}
+
+SEC("raw_tp/sys_exit")
+int on_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
+  __u64 id = bpf_get_current_pid_tgid();
+  __u32 tgid = id >> 32, tid = (__u32)id;
+  if (!is_tracked(tgid)) return 0;
+
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+  long ret = (long)ctx->args[1];
+  long nr = BPF_CORE_READ(regs, orig_ax);
+  /* also at exit: a syscall already in progress when the filter or the tracer arrived */
+  record_syscall(task, nr);
+
+  struct pending_call *want = bpf_map_lookup_elem(&pending, &tid);
+  if (!want) return 0;
+  struct pending_call call = *want;
+  bpf_map_delete_elem(&pending, &tid);
+  if (call.nr != (__u32)nr) return 0;
+  /* a successful exec is reported by sched_process_exec, which knows the pre-exec tid */
+  if ((nr == NR_execve || nr == NR_execveat) && ret == 0) return 0;
+
+  __u32 zero = 0;
+  struct st_ret_event *r = bpf_map_lookup_elem(&ret_scratch, &zero);
+  if (!r) return 0;
+  r->h.kind = ST_EV_RET;
+  r->h.pid = tgid;
+  r->h.tid = tid;
+  r->h.nr = (__u32)nr;
+  r->ret = ret;
+  r->path_len = 0;
+  r->pad = 0;
+  __u64 size = offsetof(struct st_ret_event, data);
+  if (call.deferred) {
+    long n = bpf_probe_read_user_str(r->data, ST_PATH_MAX, (const char *)call.upath);
+    if (n > 0) {
+      r->path_len = (__u32)n;
+      size += (__u64)n;
+    }
+  }
+  if (size > sizeof(*r)) size = sizeof(*r);
+  if (bpf_ringbuf_output(&events, r, size, wakeup_flags())) count_drop();
+  return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) {
+  __u32 tgid = BPF_CORE_READ(p, tgid);
+  if (!is_tracked(tgid)) return 0;
+  struct st_exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+  if (!e) {
+    count_drop();
+    return 0;
+  }
+  e->h.kind = ST_EV_EXEC;
+  e->h.pid = tgid;
+  e->h.tid = BPF_CORE_READ(p, pid);
+  e->h.nr = 0;
+  e->old_tid = (__u32)old_pid;
+  e->ppid = BPF_CORE_READ(p, real_parent, tgid);
+  bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
+  const char *filename = BPF_CORE_READ(bprm, filename);
+  if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename) < 0) e->filename[0] = 0;
+  bpf_ringbuf_submit(e, wakeup_flags());
+
+  /* The file really executed: the execve path may be a symlink, /proc/self/exe or a #! script
+   * whose interpreter the kernel opened without a syscall. */
+  __u32 zero = 0;
+  struct st_path_event *f = bpf_map_lookup_elem(&scratch, &zero);
+  if (!f) return 0;
+  struct file *file = BPF_CORE_READ(bprm, file);
+  if (!file) return 0;
+  struct path fp = {};
+  BPF_CORE_READ_INTO(&fp, file, f_path);
+  f->h.kind = ST_EV_EXEC_FILE;
+  f->h.pid = tgid;
+  f->h.tid = BPF_CORE_READ(p, pid);
+  f->h.nr = 0;
+  f->op = ST_OP_EXEC;
+  f->dirfd = AT_FDCWD;
+  f->base_kind = ST_BASE_TARGET;
+  f->base_flags = 0;
+  f->path_len = 0;
+  f->base_len = 0;
+  f->argv_len = 0;
+  f->argc = 0;
+  __u32 pos = (__u32)walk_path(f, 0, (__u64)fp.dentry, (__u64)fp.mnt);
+  if (bpf_ringbuf_output(&events, f, offsetof(struct st_path_event, data) + (pos & 8191), wakeup_flags()))
+    count_drop();
+  return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child) {
+  __u32 ptgid = BPF_CORE_READ(parent, tgid);
+  if (!is_tracked(ptgid)) return 0;
+  __u32 ctgid = BPF_CORE_READ(child, tgid);
+  if (BPF_CORE_READ(child, pid) != (int)ctgid) return 0; /* a thread of a followed process */
+  __u32 one = 1;
+  bpf_map_update_elem(&tracked, &ctgid, &one, BPF_ANY);
+
+  struct st_fork_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+  if (!e) {
+    count_drop();
+    return 0;
+  }
+  e->h.kind = ST_EV_FORK;
+  e->h.pid = ctgid;
+  e->h.tid = ctgid;
+  e->h.nr = 0;
+  e->ppid = BPF_CORE_READ(child, real_parent, tgid);
+  e->pad = 0;
+  bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), child->comm);
+  bpf_ringbuf_submit(e, wakeup_flags());
+  return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_exit, struct task_struct *p) {
+  __u32 tgid = BPF_CORE_READ(p, tgid);
+  if (!is_tracked(tgid)) return 0;
+  __u32 tid = BPF_CORE_READ(p, pid);
+  bpf_map_delete_elem(&pending, &tid);
+  /* signal->live drops to zero when the last thread of the process exits */
+  if (BPF_CORE_READ(p, signal, live.counter) != 0) return 0;
+  bpf_map_delete_elem(&tracked, &tgid);
+
+  struct st_exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+  if (!e) {
+    count_drop();
+    return 0;
+  }
+  e->h.kind = ST_EV_EXIT;
+  e->h.pid = tgid;
+  e->h.tid = tid;
+  e->h.nr = 0;
+  e->exit_code = BPF_CORE_READ(p, exit_code);
+  e->pad = 0;
+  bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
+  bpf_ringbuf_submit(e, wakeup_flags());
+  return 0;
+}
