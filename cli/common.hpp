@@ -37,6 +37,7 @@ void add_xray(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_validate(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_squash(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_unpack(CLI::App& app, const GlobalOptions& g, Runner& runner);
+void add_trace(CLI::App& app, const GlobalOptions& g, Runner& runner);
 
 // Prints "slimtrace: <message>" on stderr: the one line a user sees for an expected failure.
 void print_error(const std::string& message);

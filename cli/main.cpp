@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   add_validate(app, g, runner);
   add_squash(app, g, runner);
   add_unpack(app, g, runner);
+  add_trace(app, g, runner);
 
   try {
     app.parse(argc, argv);

@@ -69,4 +69,9 @@ Result<std::string> find_runtime(const std::string& requested, const std::filesy
 // registered for SIGINT/SIGTERM: no process, mount, netns, cgroup, bundle or BPF program is left.
 Result<RunResult> run_traced(const RunSpec& spec, const WhileRunning& while_running = {});
 
+// What kind of failure an error of run_traced() is, so a CLI can choose its exit code.
+// ContainerFailed: the runtime could not create or start it (e.g. the command does not exist).
+enum class RunFailure { Other, BadImage, RuntimeUnavailable, TracerUnavailable, ContainerFailed };
+RunFailure classify_run_error(const Error& error);
+
 }  // namespace slimtrace::tracer
