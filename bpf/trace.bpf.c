@@ -118,12 +118,52 @@ static __always_inline int is_tracked(__u32 tgid) {
   return bpf_map_lookup_elem(&tracked, &tgid) != 0;
 }
 
-/* The seccomp mode is the task's own state, so a filter installed before the tracer attached
- * (runc without noNewPrivileges) counts as well as one installed later; runc's failing probe
- * calls leave the mode unchanged. */
-static __always_inline void record_syscall(struct task_struct *task, long nr) {
+/* The seccomp filter the followed root had when it was first seen. The root is the runtime's
+ * `create` process, followed before it execs; a task belongs to the container once its filter
+ * differs from this one, i.e. from the moment the runtime successfully loaded the container's
+ * filter (runc's probing seccomp calls fail and load nothing). Comparing pointers rather than
+ * checking "mode == filter" also works when slimtrace itself runs under a seccomp filter. */
+struct root_filter {
+  __u64 ptr;
+  __u32 set;
+  __u32 pad;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct root_filter);
+} baseline SEC(".maps");
+
+static __always_inline void note_root(struct task_struct *task, __u32 tgid) {
+  __u32 *v = bpf_map_lookup_elem(&tracked, &tgid);
+  if (!v || *v != ST_TRACKED_ROOT) return;
+  __u32 zero = 0;
+  struct root_filter *b = bpf_map_lookup_elem(&baseline, &zero);
+  if (!b || b->set) return;
+  b->ptr = (__u64)BPF_CORE_READ(task, seccomp.filter);
+  b->set = 1;
+}
+
+static __always_inline int in_container(struct task_struct *task) {
+  __u32 zero = 0;
+  struct root_filter *b = bpf_map_lookup_elem(&baseline, &zero);
+  if (!b || !b->set) return 0;
+  __u64 f = (__u64)BPF_CORE_READ(task, seccomp.filter);
+  return f != 0 && f != b->ptr;
+}
+
+/* Remembered in `tracked`, because by sched_process_exit the kernel has already dropped the
+ * task's filter. */
+static __always_inline void mark_in_container(__u32 tgid) {
+  __u32 *v = bpf_map_lookup_elem(&tracked, &tgid);
+  if (v && *v != ST_TRACKED_CONTAINER) *v = ST_TRACKED_CONTAINER;
+}
+
+/* Called only for tasks in_container(). */
+static __always_inline void record_syscall(long nr) {
   if (nr < 0 || nr >= ST_MAX_SYSCALLS) return;
-  if (BPF_CORE_READ(task, seccomp.mode) != SECCOMP_MODE_FILTER) return;
   __u32 key = (__u32)nr;
   __u8 *seen = bpf_map_lookup_elem(&syscalls, &key);
   if (seen && !*seen) *seen = 1;
@@ -230,9 +270,12 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
   if (!is_tracked(tgid)) return 0;
 
   struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  note_root(task, tgid);
+  if (!in_container(task)) return 0;
+  mark_in_container(tgid);
   struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
   long nr = (long)ctx->args[1];
-  record_syscall(task, nr);
+  record_syscall(nr);
   if (!is_path_syscall(nr)) return 0;
 
   unsigned long a0 = BPF_CORE_READ(regs, di), a1 = BPF_CORE_READ(regs, si);
@@ -367,11 +410,13 @@ int on_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
   if (!is_tracked(tgid)) return 0;
 
   struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  note_root(task, tgid);
+  if (!in_container(task)) return 0;
   struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
   long ret = (long)ctx->args[1];
   long nr = BPF_CORE_READ(regs, orig_ax);
-  /* also at exit: a syscall already in progress when the filter or the tracer arrived */
-  record_syscall(task, nr);
+  /* also at exit: the seccomp()/prctl() that loaded the filter, and calls in progress then */
+  record_syscall(nr);
 
   struct pending_call *want = bpf_map_lookup_elem(&pending, &tid);
   if (!want) return 0;
@@ -408,6 +453,7 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) {
   __u32 tgid = BPF_CORE_READ(p, tgid);
   if (!is_tracked(tgid)) return 0;
+  if (!in_container(p)) return 0;
   struct st_exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     count_drop();
@@ -457,8 +503,11 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child) {
   if (!is_tracked(ptgid)) return 0;
   __u32 ctgid = BPF_CORE_READ(child, tgid);
   if (BPF_CORE_READ(child, pid) != (int)ctgid) return 0; /* a thread of a followed process */
-  __u32 one = 1;
-  bpf_map_update_elem(&tracked, &ctgid, &one, BPF_ANY);
+  /* The runtime's own helper processes are followed (they become the container) but not reported. */
+  int inside = in_container(child);
+  __u32 state = inside ? ST_TRACKED_CONTAINER : ST_TRACKED_CHILD;
+  bpf_map_update_elem(&tracked, &ctgid, &state, BPF_ANY);
+  if (!inside) return 0;
 
   struct st_fork_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
@@ -484,7 +533,10 @@ int BPF_PROG(on_exit, struct task_struct *p) {
   bpf_map_delete_elem(&pending, &tid);
   /* signal->live drops to zero when the last thread of the process exits */
   if (BPF_CORE_READ(p, signal, live.counter) != 0) return 0;
+  __u32 *state = bpf_map_lookup_elem(&tracked, &tgid);
+  int inside = state && *state == ST_TRACKED_CONTAINER;
   bpf_map_delete_elem(&tracked, &tgid);
+  if (!inside) return 0;
 
   struct st_exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {

@@ -19,8 +19,13 @@ struct TracerOptions {
 class TracerBackend {
  public:
   virtual ~TracerBackend() = default;
-  // Follow the process tree rooted at `host_pid` (the container's init, created but not started).
+  // Follow the process tree rooted at `host_pid`: the runtime's create process before it execs
+  // when follows_runtime(), else the container's init (created, not started).
   virtual Status follow(int host_pid) = 0;
+  // True when the backend must see the runtime from its start: the runtime loads the container's
+  // seccomp filter during create (runc without noNewPrivileges) and keeps making syscalls that the
+  // container's profile must allow before the init is even known.
+  virtual bool follows_runtime() const { return false; }
   // Consume pending events for up to `timeout_ms`.
   virtual Status poll(int timeout_ms) = 0;
   // Drain what is left and write everything recorded into `out` (files, execs, processes,
