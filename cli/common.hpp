@@ -14,9 +14,9 @@ namespace slimtrace::cli {
 // Exit codes, documented in the README.
 enum ExitCode : int {
   kExitOk = 0,
-  kExitFindings = 1,        // xray --fail-on matched; validate found problems
-  kExitUsage = 2,           // bad flags
-  kExitBadInput = 3,        // unreadable, corrupt or hostile image; unknown reference
+  kExitFindings = 1,  // xray --fail-on matched; validate found problems
+  kExitUsage = 2,     // bad flags
+  kExitBadInput = 3,  // unreadable, corrupt or hostile image; unknown reference
   kExitRuntimeUnavailable = 4,
   kExitProbeFailed = 5,
   kExitVerifyFailed = 6,

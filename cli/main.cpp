@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   app.fallthrough();
 
   GlobalOptions g;
-  app.add_option("--work-dir", g.work_dir, "Scratch directory (default: $TMPDIR or /tmp); cleaned up on exit");
+  app.add_option("--work-dir", g.work_dir,
+                 "Scratch directory (default: $TMPDIR or /tmp); cleaned up on exit");
   app.add_option("--platform", g.platform, "Platform to pick from an image index, os/arch[/variant]")
       ->capture_default_str();
   app.add_flag("-q,--quiet", g.quiet, "No progress and no summary on stderr");
@@ -38,7 +39,7 @@ int main(int argc, char** argv) {
   auto logger = spdlog::stderr_color_mt("slimtrace");
   logger->set_pattern("slimtrace: %^%l%$: %v");
   spdlog::set_default_logger(logger);
-  spdlog::set_level(g.verbose >= 2 ? spdlog::level::debug
+  spdlog::set_level(g.verbose >= 2   ? spdlog::level::debug
                     : g.verbose == 1 ? spdlog::level::info
                     : g.quiet        ? spdlog::level::err
                                      : spdlog::level::warn);

@@ -9,8 +9,8 @@
 #include <system_error>
 #include <vector>
 
-#include "slimtrace/fd.hpp"
 #include "path_util.hpp"
+#include "slimtrace/fd.hpp"
 #include "slimtrace/image/layer_reader.hpp"
 
 namespace slimtrace::image::detail {

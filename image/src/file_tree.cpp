@@ -14,13 +14,20 @@ using detail::parent_of;
 
 std::string_view entry_type_name(EntryType t) {
   switch (t) {
-    case EntryType::Regular: return "file";
-    case EntryType::Directory: return "directory";
-    case EntryType::Symlink: return "symlink";
-    case EntryType::Hardlink: return "hardlink";
-    case EntryType::CharDevice: return "char-device";
-    case EntryType::BlockDevice: return "block-device";
-    case EntryType::Fifo: return "fifo";
+    case EntryType::Regular:
+      return "file";
+    case EntryType::Directory:
+      return "directory";
+    case EntryType::Symlink:
+      return "symlink";
+    case EntryType::Hardlink:
+      return "hardlink";
+    case EntryType::CharDevice:
+      return "char-device";
+    case EntryType::BlockDevice:
+      return "block-device";
+    case EntryType::Fifo:
+      return "fifo";
   }
   return "?";
 }
@@ -107,7 +114,8 @@ class TreeBuilder {
         SLIMTRACE_ASSIGN_OR_RETURN(auto next, reader.next());
         if (!next) break;
         SLIMTRACE_TRY(apply(*next, stats));
-        if (progress && (next->index & 255) == 0) progress("reading layers", done_before + reader.compressed_bytes(), total);
+        if (progress && (next->index & 255) == 0)
+          progress("reading layers", done_before + reader.compressed_bytes(), total);
       }
       SLIMTRACE_TRY(reader.finish());
       stats.compressed_size = reader.compressed_bytes();
@@ -149,8 +157,8 @@ class TreeBuilder {
     std::string prefix = path == "/" ? "/" : path + "/";
     std::vector<std::string> doomed;
     doomed.push_back(path);
-    for (auto it = entries.lower_bound(prefix); it != entries.end() && it->first.compare(0, prefix.size(), prefix) == 0;
-         ++it)
+    for (auto it = entries.lower_bound(prefix);
+         it != entries.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
       doomed.push_back(it->first);
     for (const auto& p : doomed) {
       auto it = entries.find(p);
@@ -229,10 +237,11 @@ class TreeBuilder {
         d.explicit_entry = false;
         entries.emplace(built, std::move(d));
       } else if (it->second.type != EntryType::Directory) {
-        return fail(e, "parent '" + built + "' is a " + std::string(entry_type_name(it->second.type)) +
-                           ", not a directory (an entry under a " +
-                           (it->second.type == EntryType::Symlink ? "symlink would be written through it" : "file") +
-                           ")");
+        return fail(
+            e, "parent '" + built + "' is a " + std::string(entry_type_name(it->second.type)) +
+                   ", not a directory (an entry under a " +
+                   (it->second.type == EntryType::Symlink ? "symlink would be written through it" : "file") +
+                   ")");
       }
     }
     last_parent_ok_ = parent;
@@ -251,8 +260,8 @@ class TreeBuilder {
         // Opaque: hide what lower layers put in the directory; keep what this layer adds.
         std::string prefix = parent == "/" ? "/" : parent + "/";
         std::vector<std::string> lower;
-        for (auto it = entries.lower_bound(prefix); it != entries.end() && it->first.compare(0, prefix.size(), prefix) == 0;
-             ++it) {
+        for (auto it = entries.lower_bound(prefix);
+             it != entries.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it) {
           if (it->second.layer < layer_ && it->first.find('/', prefix.size()) == std::string::npos)
             lower.push_back(it->first);
         }

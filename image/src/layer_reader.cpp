@@ -86,7 +86,7 @@ struct LayerReader::Impl {
   archive* ar = nullptr;
   bool tar_eof = false;
   int64_t next_index = 0;
-  std::string error;  // set by the read callback so errors name their real cause
+  std::string error;         // set by the read callback so errors name their real cause
   std::string current_path;  // the last entry returned, for errors met while skipping its data
   int64_t current_size = 0;
 
@@ -232,7 +232,8 @@ Result<LayerReader> LayerReader::open(const LayerDescriptor& layer, int layer_in
   impl->where = "layer " + std::to_string(layer_index) + " (" +
                 short_digest(layer.digest.empty() ? layer.blob_path.filename().string() : layer.digest) + ")";
   impl->fd.reset(::open(layer.blob_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!impl->fd.valid()) return Error::from_errno(impl->where + ": open blob '" + layer.blob_path.string() + "'");
+  if (!impl->fd.valid())
+    return Error::from_errno(impl->where + ": open blob '" + layer.blob_path.string() + "'");
   ::posix_fadvise(impl->fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   impl->in.resize(kBufSize);
   impl->out.resize(kBufSize);
@@ -280,13 +281,19 @@ Result<std::optional<TarEntry>> LayerReader::next() {
   if (const char* hl = archive_entry_hardlink(e)) {
     t.type = EntryType::Hardlink;
     auto target = normalize_entry_path(hl);
-    if (!target) return m.fail_entry(t.raw_path, "hardlink target '" + std::string(hl) + "': " + target.error().message);
+    if (!target)
+      return m.fail_entry(t.raw_path, "hardlink target '" + std::string(hl) + "': " + target.error().message);
     t.link_target = *target;
     t.size = 0;
   } else {
     switch (archive_entry_filetype(e)) {
-      case AE_IFREG: t.type = EntryType::Regular; break;
-      case AE_IFDIR: t.type = EntryType::Directory; t.size = 0; break;
+      case AE_IFREG:
+        t.type = EntryType::Regular;
+        break;
+      case AE_IFDIR:
+        t.type = EntryType::Directory;
+        t.size = 0;
+        break;
       case AE_IFLNK: {
         t.type = EntryType::Symlink;
         const char* target = archive_entry_symlink(e);
@@ -295,10 +302,20 @@ Result<std::optional<TarEntry>> LayerReader::next() {
         t.size = 0;
         break;
       }
-      case AE_IFCHR: t.type = EntryType::CharDevice; t.size = 0; break;
-      case AE_IFBLK: t.type = EntryType::BlockDevice; t.size = 0; break;
-      case AE_IFIFO: t.type = EntryType::Fifo; t.size = 0; break;
-      default: return m.fail_entry(t.raw_path, "unsupported entry type (sockets cannot be in a layer)");
+      case AE_IFCHR:
+        t.type = EntryType::CharDevice;
+        t.size = 0;
+        break;
+      case AE_IFBLK:
+        t.type = EntryType::BlockDevice;
+        t.size = 0;
+        break;
+      case AE_IFIFO:
+        t.type = EntryType::Fifo;
+        t.size = 0;
+        break;
+      default:
+        return m.fail_entry(t.raw_path, "unsupported entry type (sockets cannot be in a layer)");
     }
   }
   if (t.type == EntryType::CharDevice || t.type == EntryType::BlockDevice) {
@@ -343,8 +360,8 @@ Status LayerReader::finish() {
   auto blob = m.blob_hash.finish();
   auto tar = m.tar_hash.finish();
   if (m.desc.size >= 0 && m.compressed != m.desc.size)
-    return m.fail("blob size " + std::to_string(m.compressed) + " does not match the " + std::to_string(m.desc.size) +
-                  " the manifest states");
+    return m.fail("blob size " + std::to_string(m.compressed) + " does not match the " +
+                  std::to_string(m.desc.size) + " the manifest states");
   if (!m.desc.digest.empty() && blob != m.desc.digest)
     return m.fail("blob digest mismatch: content is " + blob + ", manifest says " + m.desc.digest);
   if (!m.desc.diff_id.empty() && tar != m.desc.diff_id)

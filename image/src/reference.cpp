@@ -11,9 +11,12 @@ namespace fs = std::filesystem;
 
 std::string_view transport_name(Transport t) {
   switch (t) {
-    case Transport::OciLayout: return "oci";
-    case Transport::OciArchive: return "oci-archive";
-    case Transport::DockerArchive: return "docker-archive";
+    case Transport::OciLayout:
+      return "oci";
+    case Transport::OciArchive:
+      return "oci-archive";
+    case Transport::DockerArchive:
+      return "docker-archive";
   }
   return "?";
 }
@@ -80,7 +83,9 @@ Result<ImageRef> parse_reference(const std::string& text, bool must_exist) {
       return;
     }
     ref.tag = tail;
-    if (docker && !ref.tag.empty() && ref.tag.find(':', ref.tag.rfind('/') == std::string::npos ? 0 : ref.tag.rfind('/')) == std::string::npos)
+    if (docker && !ref.tag.empty() &&
+        ref.tag.find(':', ref.tag.rfind('/') == std::string::npos ? 0 : ref.tag.rfind('/')) ==
+            std::string::npos)
       ref.tag += ":latest";
   };
 
@@ -96,7 +101,8 @@ Result<ImageRef> parse_reference(const std::string& text, bool must_exist) {
     if (ref.index && *ref.index < 0) return Error{"bad image index in '" + text + "' (expected :@N)"};
   } else if (scheme == "docker" || scheme == "docker-daemon" || scheme == "containers-storage" ||
              scheme == "dir") {
-    return Error{"transport '" + scheme + ":' is not supported yet (use oci:, oci-archive: or docker-archive:)"};
+    return Error{"transport '" + scheme +
+                 ":' is not supported yet (use oci:, oci-archive: or docker-archive:)"};
   } else {
     // A bare path: detected by content.
     fs::path p = text;

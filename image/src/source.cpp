@@ -32,8 +32,9 @@ Result<std::string> read_small_file(const fs::path& p, const std::string& what) 
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return Error::from_errno("stat '" + p.string() + "'");
   if (!S_ISREG(st.st_mode)) return Error{what + " '" + p.string() + "' is not a regular file"};
-  if (st.st_size > kMaxJsonBlob) return Error{what + " '" + p.string() + "' is implausibly large (" +
-                                              std::to_string(st.st_size) + " bytes)"};
+  if (st.st_size > kMaxJsonBlob)
+    return Error{what + " '" + p.string() + "' is implausibly large (" + std::to_string(st.st_size) +
+                 " bytes)"};
   std::string data(static_cast<size_t>(st.st_size), '\0');
   size_t off = 0;
   while (off < data.size()) {
@@ -89,10 +90,11 @@ Result<std::string> read_verified_blob(const fs::path& root, const Descriptor& d
   if (d.size > kMaxJsonBlob) return Error{what + " blob " + d.digest + " declares an implausible size"};
   SLIMTRACE_ASSIGN_OR_RETURN(std::string data, read_small_file(p, what + " blob " + short_digest(d.digest)));
   if (static_cast<int64_t>(data.size()) != d.size)
-    return Error{what + " blob " + d.digest + ": size " + std::to_string(data.size()) + " does not match the " +
-                 std::to_string(d.size) + " its descriptor states"};
+    return Error{what + " blob " + d.digest + ": size " + std::to_string(data.size()) +
+                 " does not match the " + std::to_string(d.size) + " its descriptor states"};
   auto actual = sha256_digest(data);
-  if (actual != d.digest) return Error{what + " blob " + d.digest + ": digest mismatch (content is " + actual + ")"};
+  if (actual != d.digest)
+    return Error{what + " blob " + d.digest + ": digest mismatch (content is " + actual + ")"};
   return data;
 }
 
@@ -130,7 +132,7 @@ std::vector<std::string> layer_history(const json& config) {
     if (!h.is_object()) continue;
     if (h.value("empty_layer", false)) continue;
     out.push_back(h.contains("created_by") && h["created_by"].is_string() ? h["created_by"].get<std::string>()
-                                                                           : "");
+                                                                          : "");
   }
   return out;
 }
@@ -149,9 +151,11 @@ Result<std::vector<std::string>> config_diff_ids(const json& config, const std::
 }
 
 Status finish_from_config(SourceImage& img, const std::string& config_text) {
-  SLIMTRACE_ASSIGN_OR_RETURN(img.config, parse_json(config_text, "image config " + short_digest(img.config_digest)));
+  SLIMTRACE_ASSIGN_OR_RETURN(img.config,
+                             parse_json(config_text, "image config " + short_digest(img.config_digest)));
   if (!img.config.is_object()) return Error{"image config is not a JSON object"};
-  SLIMTRACE_ASSIGN_OR_RETURN(auto diff_ids, config_diff_ids(img.config, "image config " + short_digest(img.config_digest)));
+  SLIMTRACE_ASSIGN_OR_RETURN(auto diff_ids,
+                             config_diff_ids(img.config, "image config " + short_digest(img.config_digest)));
   if (diff_ids.size() != img.layers.size())
     return Error{"image config lists " + std::to_string(diff_ids.size()) + " diff_ids but the manifest has " +
                  std::to_string(img.layers.size()) + " layers"};
@@ -176,9 +180,11 @@ Status load_manifest(SourceImage& img, const fs::path& root, const Descriptor& d
   img.manifest_media_type = img.manifest.value("mediaType", d.media_type);
   if (img.manifest_media_type.empty()) img.manifest_media_type = std::string(kOciManifest);
   if (img.manifest.value("schemaVersion", 0) != 2)
-    return Error{"manifest " + short_digest(d.digest) + ": unsupported schemaVersion (Docker schema 1 is not supported)"};
+    return Error{"manifest " + short_digest(d.digest) +
+                 ": unsupported schemaVersion (Docker schema 1 is not supported)"};
   if (!is_manifest_type(img.manifest_media_type))
-    return Error{"manifest " + short_digest(d.digest) + ": unsupported media type '" + img.manifest_media_type + "'"};
+    return Error{"manifest " + short_digest(d.digest) + ": unsupported media type '" +
+                 img.manifest_media_type + "'"};
   if (!img.manifest.contains("config")) return Error{"manifest " + short_digest(d.digest) + " has no config"};
   SLIMTRACE_ASSIGN_OR_RETURN(Descriptor cfg, parse_descriptor(img.manifest["config"], "manifest config"));
   SLIMTRACE_ASSIGN_OR_RETURN(std::string config_text, read_verified_blob(root, cfg, "config"));
@@ -189,8 +195,8 @@ Status load_manifest(SourceImage& img, const fs::path& root, const Descriptor& d
   for (const auto& lj : img.manifest["layers"]) {
     SLIMTRACE_ASSIGN_OR_RETURN(Descriptor ld, parse_descriptor(lj, "layer " + std::to_string(i)));
     if (!is_layer_type(ld.media_type))
-      return Error{"layer " + std::to_string(i) + " (" + short_digest(ld.digest) + "): unsupported media type '" +
-                   ld.media_type + "'"};
+      return Error{"layer " + std::to_string(i) + " (" + short_digest(ld.digest) +
+                   "): unsupported media type '" + ld.media_type + "'"};
     LayerDescriptor layer;
     layer.media_type = ld.media_type;
     layer.digest = ld.digest;
@@ -219,8 +225,8 @@ std::string ref_name(const json& desc) {
 }
 
 // Picks the platform's manifest from an index, following nested indexes.
-Result<Descriptor> select_from_index(const json& index, const Platform& want,
-                                     const std::string& what, int depth = 0) {
+Result<Descriptor> select_from_index(const json& index, const Platform& want, const std::string& what,
+                                     int depth = 0) {
   if (depth > 4) return Error{what + ": image indexes nested too deeply"};
   if (!index.contains("manifests") || !index["manifests"].is_array())
     return Error{what + " has no manifests array"};
@@ -235,8 +241,8 @@ Result<Descriptor> select_from_index(const json& index, const Platform& want,
   }
   std::string list;
   for (const auto& s : seen) list += (list.empty() ? "" : ", ") + s;
-  return Error{what + ": platform " + want.to_string() + " not found (available: " +
-               (list.empty() ? "none" : list) + ")"};
+  return Error{what + ": platform " + want.to_string() +
+               " not found (available: " + (list.empty() ? "none" : list) + ")"};
 }
 
 Result<SourceImage> open_layout(const ImageRef& ref, const fs::path& root, const Platform& platform) {
@@ -269,8 +275,8 @@ Result<SourceImage> open_layout(const ImageRef& ref, const fs::path& root, const
   for (const auto& t : tags) tag_list += (tag_list.empty() ? "" : ", ") + t;
   if (candidates.empty()) {
     if (!ref.tag.empty())
-      return Error{"no image tagged '" + ref.tag + "' in '" + root.string() + "' (tags: " +
-                   (tag_list.empty() ? "none" : tag_list) + ")"};
+      return Error{"no image tagged '" + ref.tag + "' in '" + root.string() +
+                   "' (tags: " + (tag_list.empty() ? "none" : tag_list) + ")"};
     return Error{"'" + root.string() + "' holds no image"};
   }
   Descriptor chosen;
@@ -284,18 +290,20 @@ Result<SourceImage> open_layout(const ImageRef& ref, const fs::path& root, const
     for (const auto& c : candidates) all_have_platform = all_have_platform && c.contains("platform");
     if (!all_have_platform)
       return Error{"'" + root.string() + "' holds " + std::to_string(candidates.size()) +
-                   " images; pick one with oci:" + root.string() + ":TAG (tags: " +
-                   (tag_list.empty() ? "none" : tag_list) + ")"};
+                   " images; pick one with oci:" + root.string() +
+                   ":TAG (tags: " + (tag_list.empty() ? "none" : tag_list) + ")"};
     SLIMTRACE_ASSIGN_OR_RETURN(chosen, select_from_index(sub, platform, "index.json"));
   }
   for (int depth = 0; is_index_type(chosen.media_type); ++depth) {
     if (depth > 4) return Error{"image indexes nested too deeply"};
     SLIMTRACE_ASSIGN_OR_RETURN(std::string text, read_verified_blob(root, chosen, "image index"));
     SLIMTRACE_ASSIGN_OR_RETURN(json sub, parse_json(text, "image index " + short_digest(chosen.digest)));
-    SLIMTRACE_ASSIGN_OR_RETURN(chosen, select_from_index(sub, platform, "image index " + short_digest(chosen.digest)));
+    SLIMTRACE_ASSIGN_OR_RETURN(
+        chosen, select_from_index(sub, platform, "image index " + short_digest(chosen.digest)));
   }
   if (!chosen.media_type.empty() && !is_manifest_type(chosen.media_type))
-    return Error{"index entry " + short_digest(chosen.digest) + ": unsupported media type '" + chosen.media_type + "'"};
+    return Error{"index entry " + short_digest(chosen.digest) + ": unsupported media type '" +
+                 chosen.media_type + "'"};
   SLIMTRACE_TRY(load_manifest(img, root, chosen));
   return img;
 }
@@ -313,14 +321,16 @@ Result<SourceImage> open_docker_dir(const ImageRef& ref, const fs::path& root) {
   SourceImage img;
   img.ref = ref;
   img.root = root;
-  SLIMTRACE_ASSIGN_OR_RETURN(std::string text, read_small_file(root / "manifest.json", "docker-archive manifest.json"));
+  SLIMTRACE_ASSIGN_OR_RETURN(std::string text,
+                             read_small_file(root / "manifest.json", "docker-archive manifest.json"));
   SLIMTRACE_ASSIGN_OR_RETURN(json list, parse_json(text, "docker-archive manifest.json"));
   if (!list.is_array() || list.empty()) return Error{"docker-archive manifest.json lists no image"};
   std::vector<std::string> all_tags;
   const json* chosen = nullptr;
   for (size_t i = 0; i < list.size(); ++i) {
     const auto& e = list[i];
-    if (!e.is_object()) return Error{"docker-archive manifest.json entry " + std::to_string(i) + " is not an object"};
+    if (!e.is_object())
+      return Error{"docker-archive manifest.json entry " + std::to_string(i) + " is not an object"};
     if (e.contains("RepoTags") && e["RepoTags"].is_array()) {
       for (const auto& t : e["RepoTags"]) {
         if (!t.is_string()) continue;
@@ -338,19 +348,22 @@ Result<SourceImage> open_docker_dir(const ImageRef& ref, const fs::path& root) {
     chosen = &list[static_cast<size_t>(*ref.index)];
   } else if (!ref.tag.empty()) {
     if (!chosen)
-      return Error{"no image tagged '" + ref.tag + "' in docker-archive '" + ref.path.string() + "' (tags: " +
-                   (tag_list.empty() ? "none" : tag_list) + ")"};
+      return Error{"no image tagged '" + ref.tag + "' in docker-archive '" + ref.path.string() +
+                   "' (tags: " + (tag_list.empty() ? "none" : tag_list) + ")"};
   } else if (list.size() == 1) {
     chosen = &list[0];
   } else {
     return Error{"docker-archive '" + ref.path.string() + "' holds " + std::to_string(list.size()) +
-                 " images; pick one with docker-archive:" + ref.path.string() + ":NAME:TAG or :@N (tags: " +
-                 tag_list + ")"};
+                 " images; pick one with docker-archive:" + ref.path.string() +
+                 ":NAME:TAG or :@N (tags: " + tag_list + ")"};
   }
   const json& e = *chosen;
-  if (!e.contains("Config") || !e["Config"].is_string()) return Error{"docker-archive manifest entry has no Config"};
-  if (!e.contains("Layers") || !e["Layers"].is_array()) return Error{"docker-archive manifest entry has no Layers"};
-  SLIMTRACE_ASSIGN_OR_RETURN(fs::path config_path, detail::resolve_within(root, e["Config"].get<std::string>()));
+  if (!e.contains("Config") || !e["Config"].is_string())
+    return Error{"docker-archive manifest entry has no Config"};
+  if (!e.contains("Layers") || !e["Layers"].is_array())
+    return Error{"docker-archive manifest entry has no Layers"};
+  SLIMTRACE_ASSIGN_OR_RETURN(fs::path config_path,
+                             detail::resolve_within(root, e["Config"].get<std::string>()));
   SLIMTRACE_ASSIGN_OR_RETURN(std::string config_text, read_small_file(config_path, "image config"));
   img.config_digest = sha256_digest(config_text);
   // The config's file name is its digest ("<hex>.json" or "blobs/sha256/<hex>"): check it.
@@ -358,8 +371,8 @@ Result<SourceImage> open_docker_dir(const ImageRef& ref, const fs::path& root) {
   if (cname.size() >= 64) {
     std::string hex = cname.substr(0, 64);
     if (img.config_digest != "sha256:" + hex)
-      return Error{"docker-archive config '" + e["Config"].get<std::string>() + "': digest mismatch (content is " +
-                   img.config_digest + ")"};
+      return Error{"docker-archive config '" + e["Config"].get<std::string>() +
+                   "': digest mismatch (content is " + img.config_digest + ")"};
   }
   int i = 0;
   for (const auto& l : e["Layers"]) {
@@ -379,7 +392,8 @@ Result<SourceImage> open_docker_dir(const ImageRef& ref, const fs::path& root) {
   }
   // A docker-archive has no manifest blob; describe the image as an OCI manifest would, for reports.
   img.manifest_media_type = std::string(kDockerManifest);
-  img.manifest = json{{"schemaVersion", 2}, {"mediaType", kDockerManifest}, {"config", {{"digest", img.config_digest}}}};
+  img.manifest =
+      json{{"schemaVersion", 2}, {"mediaType", kDockerManifest}, {"config", {{"digest", img.config_digest}}}};
   SLIMTRACE_TRY(finish_from_config(img, config_text));
   return img;
 }
@@ -413,7 +427,8 @@ Result<SourceImage> open_image(const ImageRef& ref, const OpenOptions& options) 
       return wrap(open_layout(ref, ref.path, options.platform));
     case Transport::OciArchive:
     case Transport::DockerArchive: {
-      if (options.work_dir.empty()) return Error{ref.to_string() + ": no work directory to unpack the archive into"};
+      if (options.work_dir.empty())
+        return Error{ref.to_string() + ": no work directory to unpack the archive into"};
       std::string tmpl = (options.work_dir / "input-XXXXXX").string();
       if (!::mkdtemp(tmpl.data())) return Error::from_errno("mkdtemp '" + tmpl + "'");
       fs::path dest = tmpl;

@@ -1,19 +1,20 @@
 // The tracer backends without a container runtime: a forked child stands in for the container's
 // init (it waits on a pipe until followed, like a created-but-not-started container), installs an
 // allow-all seccomp filter the way the runtime does, then touches files the test knows.
+#include "tracer_backend.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -30,7 +31,6 @@
 #include "slimtrace/image/reference.hpp"
 #include "slimtrace/image/source.hpp"
 #include "slimtrace/tracer/runner.hpp"
-#include "tracer_backend.hpp"
 
 namespace fs = std::filesystem;
 using slimtrace::tracer::ExecRecord;
@@ -43,9 +43,7 @@ namespace st = slimtrace::tracer;
 
 namespace {
 
-void write_file(const fs::path& p, const std::string& content = "x") {
-  std::ofstream(p) << content;
-}
+void write_file(const fs::path& p, const std::string& content = "x") { std::ofstream(p) << content; }
 
 // Runs in the forked child: only plain syscalls, no gtest.
 void allow_all_seccomp() {
@@ -212,8 +210,8 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
     if (!WIFEXITED(gstatus) || WEXITSTATUS(gstatus) != 3) return 114;
     char* const bad_argv[] = {const_cast<char*>("prog"), nullptr};
     ::execv("/nonexistent/prog", bad_argv);
-    char* const argv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"),
-                          const_cast<char*>("exit 7"), nullptr};
+    char* const argv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>("exit 7"),
+                          nullptr};
     ::execv("/bin/sh", argv);
     return 115;
   });
@@ -250,7 +248,7 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
   expect_found(p("sub/rel.txt"), st::kOpOpen);  // relative to the cwd
   expect_found(p("mnt/m.txt"), st::kOpOpen);    // cwd on another mount
   expect_found(dir, st::kOpList);
-  expect_found(grand, st::kOpOpen);             // a grandchild is followed
+  expect_found(grand, st::kOpOpen);  // a grandchild is followed
   expect_found("/bin/sh", st::kOpExec);
   // the file really run (symlinks resolved) and its ELF interpreter, loaded without a syscall
   expect_found(fs::canonical("/bin/sh").string(), st::kOpExec);
@@ -267,8 +265,8 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
 
   EXPECT_EQ(find(t, p("host_only.txt")), nullptr) << "the host's own open was recorded";
 
-  auto sh = std::find_if(t.execs.begin(), t.execs.end(),
-                         [](const ExecRecord& e) { return e.path == "/bin/sh"; });
+  auto sh =
+      std::find_if(t.execs.begin(), t.execs.end(), [](const ExecRecord& e) { return e.path == "/bin/sh"; });
   ASSERT_NE(sh, t.execs.end());
   EXPECT_EQ(sh->pid, child.pid());
   EXPECT_EQ(sh->ppid, ::getpid());
@@ -290,8 +288,8 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
   EXPECT_EQ(grandchild->exit_code, 3);
 
   EXPECT_TRUE(t.syscalls_recorded);
-  for (const char* name : {"openat", "execve", "chdir", "getdents64", "readlink", "newfstatat",
-                           "access", "exit_group", "wait4"}) {
+  for (const char* name : {"openat", "execve", "chdir", "getdents64", "readlink", "newfstatat", "access",
+                           "exit_group", "wait4"}) {
     EXPECT_TRUE(has_syscall(t, name)) << name << " not in the syscall set";
   }
   EXPECT_TRUE(std::is_sorted(t.syscalls.begin(), t.syscalls.end()));
@@ -583,8 +581,8 @@ TEST_P(ContainerTraceTest, RecordsTheContainersPathsOnly) {
     const FileAccess* passwd = find(t, "/etc/passwd");
     ASSERT_NE(passwd, nullptr) << dump();
     EXPECT_TRUE(passwd->ops & st::kOpStat);
-    auto sh = std::find_if(t.execs.begin(), t.execs.end(),
-                           [](const ExecRecord& e) { return e.path == "/bin/sh"; });
+    auto sh =
+        std::find_if(t.execs.begin(), t.execs.end(), [](const ExecRecord& e) { return e.path == "/bin/sh"; });
     ASSERT_NE(sh, t.execs.end());
     EXPECT_EQ(sh->argv, s.cmd);
     EXPECT_TRUE(t.syscalls_recorded);
@@ -603,7 +601,7 @@ INSTANTIATE_TEST_SUITE_P(Tracers, ContainerTraceTest,
                          ::testing::Values(st::TracerKind::Ebpf, st::TracerKind::Fanotify),
                          [](const auto& param_info) {
                            return param_info.param == st::TracerKind::Ebpf ? std::string("ebpf")
-                                                                     : std::string("fanotify");
+                                                                           : std::string("fanotify");
                          });
 
 }  // namespace

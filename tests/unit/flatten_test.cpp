@@ -91,7 +91,8 @@ TEST(Flatten, MetadataIsKept) {
   dev.typeflag = '3';
   dev.dev_major = 1;
   dev.dev_minor = 3;
-  auto tree = flatten_layers({{setuid, owned, ping, sticky, fifo, dev, t::hardlink("usr/bin/su2", "usr/bin/su")}});
+  auto tree =
+      flatten_layers({{setuid, owned, ping, sticky, fifo, dev, t::hardlink("usr/bin/su2", "usr/bin/su")}});
   ASSERT_TRUE(tree.ok()) << tree.error().message;
   EXPECT_EQ(tree->find("/usr/bin/su")->mode, 04755u);
   EXPECT_EQ(tree->find("/var/cache/x")->uid, 33u);
@@ -125,9 +126,9 @@ TEST(Flatten, HardlinkSurvivesReplacementOfItsTarget) {
 }
 
 TEST(Flatten, ResolveFollowsSymlinksInsideTheTree) {
-  auto tree = flatten_layers({{t::dir("usr/"), t::dir("usr/lib/"), t::file("usr/lib/libc.so.6", "elf"),
-                               t::symlink("lib", "usr/lib"), t::symlink("etc/alt", "/lib/libc.so.6"),
-                               t::symlink("up", "../../../../usr")}});
+  auto tree = flatten_layers(
+      {{t::dir("usr/"), t::dir("usr/lib/"), t::file("usr/lib/libc.so.6", "elf"), t::symlink("lib", "usr/lib"),
+        t::symlink("etc/alt", "/lib/libc.so.6"), t::symlink("up", "../../../../usr")}});
   ASSERT_TRUE(tree.ok()) << tree.error().message;
   std::vector<std::string> via;
   auto r = tree->resolve("/etc/alt", &via);
@@ -162,8 +163,8 @@ TEST(Flatten, DirectoryReplacedByFile) {
 }
 
 TEST(Flatten, ChildrenListsDirectEntries) {
-  auto tree = flatten_layers({{t::dir("a/"), t::file("a/1", ""), t::dir("a/b/"), t::file("a/b/2", ""),
-                               t::file("a-c", "")}});
+  auto tree = flatten_layers(
+      {{t::dir("a/"), t::file("a/1", ""), t::dir("a/b/"), t::file("a/b/2", ""), t::file("a-c", "")}});
   ASSERT_TRUE(tree.ok());
   auto kids = tree->children("/a");
   ASSERT_EQ(kids.size(), 2u);

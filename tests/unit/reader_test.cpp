@@ -108,7 +108,7 @@ TEST(Open, AllTransportsGiveTheSameImage) {
   t::write_oci_archive(d / "oci.tar", spec, "v1");
   t::write_docker_archive(d / "docker.tar", {{spec, {"app:v1"}}});
   for (const auto& ref : {"oci:" + (d / "layout").string() + ":v1", "oci-archive:" + (d / "oci.tar").string(),
-                                "docker-archive:" + (d / "docker.tar").string() + ":app:v1"}) {
+                          "docker-archive:" + (d / "docker.tar").string() + ":app:v1"}) {
     auto o = open(ref);
     ASSERT_TRUE(o.ok()) << ref << ": " << o.error().message;
     EXPECT_EQ(o->image.config_digest, built.config_digest) << ref;
@@ -219,7 +219,8 @@ TEST(Open, DockerArchiveWithSeveralImages) {
 
   auto missing = open("docker-archive:" + (d / "two.tar").string() + ":gamma:1");
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.error().message.find("no image tagged 'gamma:1'"), std::string::npos) << missing.error().message;
+  EXPECT_NE(missing.error().message.find("no image tagged 'gamma:1'"), std::string::npos)
+      << missing.error().message;
 }
 
 TEST(Open, DockerMediaTypesAreRead) {

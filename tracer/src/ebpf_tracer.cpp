@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string_view>
 #include <unordered_map>
@@ -132,7 +133,9 @@ class EbpfTracer final : public TracerBackend {
     return {};
   }
 
+  // May be called from a probe thread (exec probes) while another thread polls.
   Status follow(int host_pid) override {
+    std::lock_guard lock(mu_);
     if (!skel_) return Error{"ebpf tracer: already finished", 0};
     auto key = static_cast<__u32>(host_pid);
     __u32 root = ST_TRACKED_ROOT;
@@ -161,10 +164,12 @@ class EbpfTracer final : public TracerBackend {
 
   Status finish(Trace& out) override {
     if (!skel_) return Error{"ebpf tracer: already finished", 0};
+    // Stop and drain first (the ring buffer callback takes the lock itself), then collect.
     // Stop new events first, then drain what the programs already wrote.
     trace_bpf__detach(skel_);
     if (rb_) ring_buffer__consume(rb_);
 
+    std::lock_guard lock(mu_);
     uint64_t dropped = read_dropped();
     std::vector<std::string> names = read_syscalls();
     teardown();
@@ -258,8 +263,7 @@ class EbpfTracer final : public TracerBackend {
     std::vector<std::string> names;
     for (__u32 nr = 0; nr < ST_MAX_SYSCALLS; ++nr) {
       __u8 seen = 0;
-      if (bpf_map__lookup_elem(skel_->maps.syscalls, &nr, sizeof nr, &seen, sizeof seen, 0) != 0 ||
-          !seen) {
+      if (bpf_map__lookup_elem(skel_->maps.syscalls, &nr, sizeof nr, &seen, sizeof seen, 0) != 0 || !seen) {
         continue;
       }
       char* name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_X86_64, static_cast<int>(nr));
@@ -276,7 +280,9 @@ class EbpfTracer final : public TracerBackend {
   }
 
   static int on_event(void* ctx, void* data, size_t size) {
-    static_cast<EbpfTracer*>(ctx)->handle(static_cast<const char*>(data), size);
+    auto* self = static_cast<EbpfTracer*>(ctx);
+    std::lock_guard lock(self->mu_);
+    self->handle(static_cast<const char*>(data), size);
     return 0;
   }
 
@@ -286,13 +292,26 @@ class EbpfTracer final : public TracerBackend {
     std::memcpy(&h, data, sizeof h);
     in_container_.insert(static_cast<int>(h.pid));
     switch (h.kind) {
-      case ST_EV_PATH: on_path(data, size); break;
-      case ST_EV_RET: on_ret(data, size); break;
-      case ST_EV_EXEC: on_exec(data, size); break;
-      case ST_EV_FORK: on_fork(data, size); break;
-      case ST_EV_EXIT: on_exit(data, size); break;
-      case ST_EV_EXEC_FILE: on_exec_file(data, size); break;
-      default: break;
+      case ST_EV_PATH:
+        on_path(data, size);
+        break;
+      case ST_EV_RET:
+        on_ret(data, size);
+        break;
+      case ST_EV_EXEC:
+        on_exec(data, size);
+        break;
+      case ST_EV_FORK:
+        on_fork(data, size);
+        break;
+      case ST_EV_EXIT:
+        on_exit(data, size);
+        break;
+      case ST_EV_EXEC_FILE:
+        on_exec_file(data, size);
+        break;
+      default:
+        break;
     }
   }
 
@@ -320,8 +339,8 @@ class EbpfTracer final : public TracerBackend {
       if (p.base.empty()) p.base = "/";
     }
     if (!p.deferred) resolve(p, user);
-    spdlog::trace("ebpf: pid {} tid {} nr {} op {} user '{}' base '{}' kind {} flags {:#x}", e.h.pid,
-                  e.h.tid, e.h.nr, e.op, user, p.base, e.base_kind, e.base_flags);
+    spdlog::trace("ebpf: pid {} tid {} nr {} op {} user '{}' base '{}' kind {} flags {:#x}", e.h.pid, e.h.tid,
+                  e.h.nr, e.op, user, p.base, e.base_kind, e.base_flags);
     if (e.argv_len > 0) p.argv = split_nul(body + e.path_len + e.base_len, e.argv_len);
     pending_[e.h.tid] = std::move(p);
   }
@@ -467,6 +486,7 @@ class EbpfTracer final : public TracerBackend {
   std::vector<ExecRecord> execs_;
   std::unordered_map<int, ProcessRecord> processes_;
   std::vector<int> order_;
+  std::mutex mu_;  // follow() from a probe thread vs. event handling in the polling thread
   std::unordered_set<int> in_container_;  // pids with events, i.e. seen under the container's filter
   std::unordered_map<uint32_t, PendingPath> pending_;
   std::unordered_map<std::string, std::string> interpreters_;  // executable -> PT_INTERP

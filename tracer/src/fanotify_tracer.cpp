@@ -4,11 +4,10 @@
 // namespace). It sees opens and execs only.
 #include <fcntl.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/fanotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <spdlog/spdlog.h>
 
 #include <array>
 #include <cerrno>
@@ -56,8 +55,8 @@ class FanotifyTracer final : public TracerBackend {
   Status follow(int host_pid) override {
     if (!marked_) {
       uint64_t mask = FAN_OPEN | FAN_OPEN_EXEC | FAN_ONDIR;
-      if (::fanotify_mark(fan_.get(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD,
-                          rootfs_.c_str()) != 0) {
+      if (::fanotify_mark(fan_.get(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, mask, AT_FDCWD, rootfs_.c_str()) !=
+          0) {
         return Error::from_errno("fanotify tracer: marking the filesystem of '" + rootfs_ + "'");
       }
       marked_ = true;
@@ -91,12 +90,10 @@ class FanotifyTracer final : public TracerBackend {
     out.syscalls.clear();
     out.events = events_;
     out.dropped_events = dropped_;
-    out.limitations.push_back(
-        "fanotify: stat-only lookups, failed lookups and syscalls were not recorded");
+    out.limitations.push_back("fanotify: stat-only lookups, failed lookups and syscalls were not recorded");
     out.limitations.push_back("fanotify: execs (with argv) and the process tree were not recorded");
     if (dropped_ > 0) {
-      spdlog::warn("fanotify tracer: the event queue overflowed {} times; the trace is incomplete",
-                   dropped_);
+      spdlog::warn("fanotify tracer: the event queue overflowed {} times; the trace is incomplete", dropped_);
     }
     return {};
   }

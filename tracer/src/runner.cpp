@@ -308,15 +308,17 @@ Result<RunResult> run_traced_with(const RunSpec& spec, const WhileRunning& while
   std::function<Status(int)> follow_create;
   if (tracer->follows_runtime()) {
     follow_create = [&tracer](int pid) -> Status {
-      if (auto st = tracer->follow(pid); !st) return Error{kTracerPrefix + st.error().message, st.error().errnum};
+      if (auto st = tracer->follow(pid); !st)
+        return Error{kTracerPrefix + st.error().message, st.error().errnum};
       return {};
     };
   }
 
   container_made = true;  // a failed create may still leave state behind: delete it in any case
-  SLIMTRACE_ASSIGN_OR_RETURN(CommandResult created, rt.run({"create", "--bundle", bundle.dir.string(),
-                                                            "--pid-file", pid_file.string(), rt.id},
-                                                           120000, out_fd.get(), err_fd.get(), follow_create));
+  SLIMTRACE_ASSIGN_OR_RETURN(
+      CommandResult created,
+      rt.run({"create", "--bundle", bundle.dir.string(), "--pid-file", pid_file.string(), rt.id}, 120000,
+             out_fd.get(), err_fd.get(), follow_create));
   if (created.status != 0 || created.timed_out) {
     std::string why = created.timed_out ? "timed out" : last_line(read_tail(result.stderr_log));
     return Error{kContainerPrefix + runtime + " create " + rt.id + ": " + (why.empty() ? "failed" : why)};
@@ -359,8 +361,24 @@ Result<RunResult> run_traced_with(const RunSpec& spec, const WhileRunning& while
   std::atomic<bool> probe_done{false};
   Status probe_status;
   std::thread probe_thread;
-  RunningContainer running{rt.id,   init.pid,          netns.path(),     rootfs,
-                           runtime, result.stdout_log, result.stderr_log};
+  std::atomic<bool> init_exited{false};
+  RunningContainer running;
+  running.id = rt.id;
+  running.pid = init.pid;
+  running.netns = netns.path();
+  running.rootfs = rootfs;
+  running.runtime = runtime;
+  running.stdout_log = result.stdout_log;
+  running.stderr_log = result.stderr_log;
+  running.exited = [&init_exited] { return init_exited.load(); };
+  running.exec = [&rt, &tracer](const std::vector<std::string>& argv, int timeout_ms) -> Result<ExecResult> {
+    std::vector<std::string> args = {"exec", rt.id, "--"};
+    args.insert(args.end(), argv.begin(), argv.end());
+    std::function<Status(int)> follow_exec;
+    if (tracer->follows_runtime()) follow_exec = [&tracer](int pid) { return tracer->follow(pid); };
+    SLIMTRACE_ASSIGN_OR_RETURN(CommandResult r, rt.run(args, timeout_ms, -1, -1, follow_exec));
+    return ExecResult{r.status, r.timed_out, std::move(r.out), std::move(r.err)};
+  };
   if (while_running) {
     probe_thread = std::thread([&] {
       probe_status = while_running(running);
@@ -379,6 +397,7 @@ Result<RunResult> run_traced_with(const RunSpec& spec, const WhileRunning& while
     if (deadline && Clock::now() >= *deadline) break;
     poll_tracer(100);
   }
+  if (init.exited) init_exited = true;
 
   // --- stop: the image's StopSignal, then SIGKILL after the grace period ---
   Trace& trace = result.trace;
@@ -398,6 +417,7 @@ Result<RunResult> run_traced_with(const RunSpec& spec, const WhileRunning& while
   } else {
     trace.exit_code = init.code;
   }
+  init_exited = true;  // a probe still running sees the container gone and returns
   const auto stopped_at = Clock::now();
   if (probe_thread.joinable()) probe_thread.join();
   poll_tracer(0);

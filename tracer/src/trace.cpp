@@ -103,8 +103,8 @@ Result<Trace> trace_from_json(const json& j) {
   if (!j.is_object()) return Error{"trace JSON is not an object"};
   SLIMTRACE_ASSIGN_OR_RETURN(int version, get_field<int>(j, "schema_version", 0));
   if (version != kTraceSchemaVersion)
-    return Error{"trace JSON has schema_version " + std::to_string(version) + "; this slimtrace reads version " +
-                 std::to_string(kTraceSchemaVersion)};
+    return Error{"trace JSON has schema_version " + std::to_string(version) +
+                 "; this slimtrace reads version " + std::to_string(kTraceSchemaVersion)};
   Trace t;
   SLIMTRACE_ASSIGN_OR_RETURN(t.image, get_field<std::string>(j, "image", ""));
   SLIMTRACE_ASSIGN_OR_RETURN(t.manifest_digest, get_field<std::string>(j, "manifest_digest", ""));
@@ -137,7 +137,8 @@ Result<Trace> trace_from_json(const json& j) {
       if (!jf.is_object()) return Error{"trace JSON: a file record is not an object"};
       FileAccess f;
       SLIMTRACE_ASSIGN_OR_RETURN(f.path, get_field<std::string>(jf, "path", ""));
-      if (f.path.empty() || f.path[0] != '/') return Error{"trace JSON: file path '" + f.path + "' is not absolute"};
+      if (f.path.empty() || f.path[0] != '/')
+        return Error{"trace JSON: file path '" + f.path + "' is not absolute"};
       SLIMTRACE_ASSIGN_OR_RETURN(f.found, get_field<bool>(jf, "found", false));
       SLIMTRACE_ASSIGN_OR_RETURN(f.count, get_field<uint64_t>(jf, "count", 0));
       SLIMTRACE_ASSIGN_OR_RETURN(f.error, get_field<int>(jf, "errno", 0));
@@ -167,7 +168,8 @@ Result<Trace> trace_from_json(const json& j) {
       SLIMTRACE_ASSIGN_OR_RETURN(p.pid, get_field<int>(jp, "pid", 0));
       SLIMTRACE_ASSIGN_OR_RETURN(p.ppid, get_field<int>(jp, "ppid", 0));
       SLIMTRACE_ASSIGN_OR_RETURN(p.comm, get_field<std::string>(jp, "comm", ""));
-      if (jp.contains("exit_code") && jp["exit_code"].is_number_integer()) p.exit_code = jp["exit_code"].get<int>();
+      if (jp.contains("exit_code") && jp["exit_code"].is_number_integer())
+        p.exit_code = jp["exit_code"].get<int>();
       t.processes.push_back(std::move(p));
     }
   }

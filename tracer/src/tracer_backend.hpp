@@ -12,8 +12,8 @@
 namespace slimtrace::tracer {
 
 struct TracerOptions {
-  std::filesystem::path rootfs;      // host path of the container's rootfs (fanotify maps paths back)
-  std::string initial_cwd = "/";     // the container process's cwd before its first chdir
+  std::filesystem::path rootfs;   // host path of the container's rootfs (fanotify maps paths back)
+  std::string initial_cwd = "/";  // the container process's cwd before its first chdir
 };
 
 class TracerBackend {

@@ -27,7 +27,7 @@ struct Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
@@ -65,9 +65,9 @@ using Status = Result<void>;
 }  // namespace slimtrace
 
 // Propagates an error from an expression returning Result/Status.
-#define SLIMTRACE_TRY(expr)                      \
-  do {                                           \
-    auto slimtrace_try_r_ = (expr);              \
+#define SLIMTRACE_TRY(expr)                                 \
+  do {                                                      \
+    auto slimtrace_try_r_ = (expr);                         \
     if (!slimtrace_try_r_) return slimtrace_try_r_.error(); \
   } while (0)
 

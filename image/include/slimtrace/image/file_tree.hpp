@@ -29,8 +29,8 @@ struct FileEntry {
   uint32_t mode = 0;  // permission bits incl. setuid/setgid/sticky (no file-type bits)
   uint32_t uid = 0, gid = 0;
   int64_t mtime = 0;
-  int64_t size = 0;          // content bytes (regular files only)
-  std::string link_target;   // symlink: as stored; hardlink: normalised path of the target
+  int64_t size = 0;         // content bytes (regular files only)
+  std::string link_target;  // symlink: as stored; hardlink: normalised path of the target
   uint32_t dev_major = 0, dev_minor = 0;
   std::vector<Xattr> xattrs;
   // Where the content lives: layer index in the image, and the entry's ordinal in that layer.
@@ -41,10 +41,10 @@ struct FileEntry {
 };
 
 struct LayerStats {
-  int64_t files_added = 0;     // entries (not whiteouts) in the layer
-  int64_t bytes_added = 0;     // regular file bytes in the layer
+  int64_t files_added = 0;  // entries (not whiteouts) in the layer
+  int64_t bytes_added = 0;  // regular file bytes in the layer
   int64_t whiteouts = 0;
-  int64_t bytes_removed = 0;   // bytes of earlier files this layer deleted or overwrote
+  int64_t bytes_removed = 0;  // bytes of earlier files this layer deleted or overwrote
   int64_t compressed_size = 0;
   int64_t uncompressed_size = 0;
 };
@@ -52,10 +52,10 @@ struct LayerStats {
 // A path whose earlier version was overwritten or deleted by a later layer (dive's "inefficiency").
 struct ShadowedFile {
   std::string path;
-  int layer = 0;           // layer that held the shadowed version
-  int by_layer = 0;        // layer that overwrote or deleted it
+  int layer = 0;     // layer that held the shadowed version
+  int by_layer = 0;  // layer that overwrote or deleted it
   int64_t size = 0;
-  bool deleted = false;    // true: whiteout; false: overwritten
+  bool deleted = false;  // true: whiteout; false: overwritten
 };
 
 class FileTree {

@@ -18,17 +18,17 @@ namespace slimtrace::image {
 
 // One tar header as found in a layer, with its path normalised to "/a/b" form.
 struct TarEntry {
-  std::string path;       // normalised absolute path; "/" for the root
-  std::string raw_path;   // as stored in the tar, for error messages
+  std::string path;      // normalised absolute path; "/" for the root
+  std::string raw_path;  // as stored in the tar, for error messages
   EntryType type = EntryType::Regular;
-  uint32_t mode = 0;      // permission bits incl. setuid/setgid/sticky
+  uint32_t mode = 0;  // permission bits incl. setuid/setgid/sticky
   uint32_t uid = 0, gid = 0;
   int64_t mtime = 0;
   int64_t size = 0;
   std::string link_target;  // symlink target as stored; hardlink target normalised
   uint32_t dev_major = 0, dev_minor = 0;
   std::vector<Xattr> xattrs;
-  int64_t index = 0;      // ordinal of the entry within the layer
+  int64_t index = 0;  // ordinal of the entry within the layer
 };
 
 class LayerReader {

@@ -19,8 +19,7 @@ struct MaterializeOptions {
 // to the target's fd with openat2(RESOLVE_IN_ROOT), so nothing a layer holds can make it write
 // outside. Work happens in a sibling temp directory renamed into place at the end; on error it is
 // removed and `target` does not appear.
-Status materialize_rootfs(const SourceImage& image, const FileTree& tree,
-                          const std::filesystem::path& target, const MaterializeOptions& options = {},
-                          const ProgressFn& progress = {});
+Status materialize_rootfs(const SourceImage& image, const FileTree& tree, const std::filesystem::path& target,
+                          const MaterializeOptions& options = {}, const ProgressFn& progress = {});
 
 }  // namespace slimtrace::image

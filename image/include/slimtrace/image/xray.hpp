@@ -19,10 +19,10 @@ std::string_view severity_name(Severity s);
 std::optional<Severity> parse_severity(std::string_view text);
 
 struct Finding {
-  std::string id;        // stable, e.g. "build-tooling", "package-cache", "secret", "root-user"
+  std::string id;  // stable, e.g. "build-tooling", "package-cache", "secret", "root-user"
   Severity severity = Severity::Info;
-  std::string title;     // one line
-  std::vector<std::string> paths;  // the paths involved (may be capped, see paths_total)
+  std::string title;                // one line
+  std::vector<std::string> paths;   // the paths involved (may be capped, see paths_total)
   std::vector<int64_t> path_bytes;  // bytes behind each of `paths`, same order (biggest first)
   int64_t paths_total = 0;
   int64_t bytes = 0;
@@ -49,12 +49,12 @@ struct XrayReport {
   std::string config_digest;
   std::string platform;
   std::vector<XrayLayer> layers;
-  int64_t files = 0;           // entries in the flattened view
-  int64_t total_bytes = 0;     // regular file bytes in the flattened view
-  int64_t layer_bytes = 0;     // sum of uncompressed layer sizes
+  int64_t files = 0;        // entries in the flattened view
+  int64_t total_bytes = 0;  // regular file bytes in the flattened view
+  int64_t layer_bytes = 0;  // sum of uncompressed layer sizes
   int64_t compressed_bytes = 0;
-  int64_t wasted_bytes = 0;    // bytes of versions later layers overwrite or delete
-  double efficiency = 1.0;     // dive's score
+  int64_t wasted_bytes = 0;  // bytes of versions later layers overwrite or delete
+  double efficiency = 1.0;   // dive's score
   std::vector<SizedPath> largest_files;
   // Directory size: all regular files under it. A directory whose bytes all lie in one
   // subdirectory is left out in favour of that subdirectory (no /var, /var/lib, /var/lib/apt chains).

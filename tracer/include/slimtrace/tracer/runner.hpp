@@ -32,23 +32,34 @@ struct RunSpec {
   std::vector<std::string> cmd;                        // -- CMD... (replaces the image's Cmd)
   std::vector<std::string> env;                        // KEY=VALUE, added to / overriding the image's
   std::vector<HostMount> mounts;
-  std::string runtime;                                 // name or path; empty: first that works
+  std::string runtime;  // name or path; empty: first that works
   TracerKind tracer = TracerKind::Ebpf;
-  std::optional<double> duration;                      // stop after N seconds; nullopt: wait for exit
+  std::optional<double> duration;  // stop after N seconds; nullopt: wait for exit
   double stop_grace_seconds = 10;
-  bool show_logs = false;                              // stream the container's output to stderr
-  std::filesystem::path work_dir;                      // bundle, rootfs, logs, netns live under it
+  bool show_logs = false;          // stream the container's output to stderr
+  std::filesystem::path work_dir;  // bundle, rootfs, logs, netns live under it
   image::ProgressFn progress;
 };
 
-// What probes (issue 5) get while the container runs.
+struct ExecResult {
+  int exit_code = 0;  // or 128+signal
+  bool timed_out = false;
+  std::string out, err;
+};
+
+// What probes get while the container runs.
 struct RunningContainer {
   std::string id;
-  int pid = 0;                      // host pid of the container's init
-  std::filesystem::path netns;      // bind-mounted network namespace file
+  int pid = 0;                  // host pid of the container's init
+  std::filesystem::path netns;  // bind-mounted network namespace file
   std::filesystem::path rootfs;
   std::string runtime;
   std::filesystem::path stdout_log, stderr_log;
+  // True once the container's init has exited by itself (or was stopped).
+  std::function<bool()> exited;
+  // Runs a command inside the running container through the runtime's exec; what it touches is
+  // traced like the rest of the container.
+  std::function<Result<ExecResult>(const std::vector<std::string>& argv, int timeout_ms)> exec;
 };
 
 // Called after the container started and tracing is on; the container is stopped when it returns

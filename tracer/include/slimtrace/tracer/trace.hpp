@@ -45,21 +45,21 @@ struct ExecRecord {
   int ppid = 0;
   std::string path;  // as passed to execve, made absolute
   std::vector<std::string> argv;
-  int error = 0;     // 0: the exec succeeded
+  int error = 0;  // 0: the exec succeeded
 };
 
 struct ProcessRecord {
-  int pid = 0;   // host pid
+  int pid = 0;  // host pid
   int ppid = 0;
   std::string comm;
   std::optional<int> exit_code;
 };
 
 struct Trace {
-  std::string image;            // reference as given
-  std::string manifest_digest;  // or config digest for docker-archive sources
-  std::string tracer;           // "ebpf" or "fanotify"
-  std::string runtime;          // runtime binary used
+  std::string image;                 // reference as given
+  std::string manifest_digest;       // or config digest for docker-archive sources
+  std::string tracer;                // "ebpf" or "fanotify"
+  std::string runtime;               // runtime binary used
   std::vector<std::string> command;  // the container's argv
   std::map<std::string, FileAccess> files;
   std::vector<ExecRecord> execs;
