@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "archive_util.hpp"
+#include "io_util.hpp"
 #include "slimtrace/fd.hpp"
 #include "slimtrace/image/digest.hpp"
 #include "slimtrace/image/layer_reader.hpp"
@@ -46,22 +47,7 @@ struct Descriptor {
 };
 
 Result<std::string> read_limited(const fs::path& p, int64_t limit) {
-  UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Error::from_errno("open '" + p.string() + "'");
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t r = ::read(fd.get(), buf, sizeof buf);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return Error::from_errno("read '" + p.string() + "'");
-    }
-    if (r == 0) break;
-    text.append(buf, static_cast<size_t>(r));
-    if (static_cast<int64_t>(text.size()) > limit)
-      return Error{"'" + p.string() + "' is larger than " + std::to_string(limit >> 20) + " MiB"};
-  }
-  return text;
+  return detail::read_small_file(p, "'" + p.filename().string() + "'", limit);
 }
 
 class Validator {

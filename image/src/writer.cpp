@@ -15,6 +15,7 @@
 #include <tuple>
 #include <vector>
 
+#include "io_util.hpp"
 #include "slimtrace/fd.hpp"
 #include "slimtrace/image/digest.hpp"
 #include "slimtrace/image/layer_reader.hpp"
@@ -674,19 +675,7 @@ Status tar_directory(const fs::path& root, int fd, const std::string& what) {
 }
 
 Result<json> read_index(const fs::path& file) {
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Error::from_errno("open '" + file.string() + "'");
-  std::string text;
-  char buf[65536];
-  for (;;) {
-    ssize_t r = ::read(fd.get(), buf, sizeof buf);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return Error::from_errno("read '" + file.string() + "'");
-    }
-    if (r == 0) break;
-    text.append(buf, static_cast<size_t>(r));
-  }
+  SLIMTRACE_ASSIGN_OR_RETURN(std::string text, detail::read_small_file(file, "index.json"));
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("manifests") || !j["manifests"].is_array())
     return Error{"'" + file.string() + "' is not a valid OCI image index"};
