@@ -372,7 +372,9 @@ Result<RunResult> run_traced_with(const RunSpec& spec, const WhileRunning& while
   running.stderr_log = result.stderr_log;
   running.exited = [&init_exited] { return init_exited.load(); };
   running.exec = [&rt, &tracer](const std::vector<std::string>& argv, int timeout_ms) -> Result<ExecResult> {
-    std::vector<std::string> args = {"exec", rt.id, "--"};
+    // runc and crun stop reading their own flags at the container id; a "--" there would be taken
+    // for the command.
+    std::vector<std::string> args = {"exec", rt.id};
     args.insert(args.end(), argv.begin(), argv.end());
     std::function<Status(int)> follow_exec;
     if (tracer->follows_runtime()) follow_exec = [&tracer](int pid) { return tracer->follow(pid); };
