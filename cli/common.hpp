@@ -39,6 +39,10 @@ void add_squash(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_unpack(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_trace(CLI::App& app, const GlobalOptions& g, Runner& runner);
 
+// Writes through a temp file in the target's directory and renames it, so readers (people, CI)
+// never see a half-written report; the temp file is removed on error and on interruption.
+Status write_file_atomically(const std::filesystem::path& target, const std::string& data);
+
 // Prints "slimtrace: <message>" on stderr: the one line a user sees for an expected failure.
 void print_error(const std::string& message);
 

@@ -118,37 +118,6 @@ std::filesystem::path probes_path_for(const std::filesystem::path& trace) {
   return s + ".probes.json";
 }
 
-Status write_file_atomically(const std::filesystem::path& target, const std::string& data) {
-  std::filesystem::path dir =
-      target.parent_path().empty() ? std::filesystem::path(".") : target.parent_path();
-  std::string tmpl = (dir / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
-  int raw = ::mkstemp(tmpl.data());
-  if (raw < 0) return Error::from_errno("create temp file for '" + target.string() + "'");
-  UniqueFd fd(raw);
-  std::filesystem::path tmp = tmpl;
-  register_cleanup_path(tmp);
-  auto fail = [&](const std::string& what) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    unregister_cleanup_path(tmp);
-    return Error::from_errno(what, e);
-  };
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("write '" + tmp.string() + "'");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fchmod(fd.get(), 0644) != 0 || ::fsync(fd.get()) != 0) return fail("write '" + tmp.string() + "'");
-  fd.reset();
-  if (::rename(tmp.c_str(), target.c_str()) != 0) return fail("rename to '" + target.string() + "'");
-  unregister_cleanup_path(tmp);
-  return {};
-}
-
 int exit_code_for(const Error& e) {
   switch (tracer::classify_run_error(e)) {
     case tracer::RunFailure::BadImage:
