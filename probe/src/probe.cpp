@@ -178,10 +178,9 @@ void Session::readiness(const std::vector<int>& expected, bool default_mode, Con
       std::string why = gone() ? "the container exited before listening on port(s) " + join_ports(missing)
                                : "the container did not listen on port(s) " + join_ports(missing) +
                                      " within " + fmt_seconds(seconds_between(start_, Clock::now())) + " s";
-      if (listening.empty() || gone())
-        rep_.error = why;
-      else
-        rep_.warnings.push_back(why + "; probing the ports that listen: " + join_ports(listening));
+      // A declared port that never listens means the app is not ready: fail with the log tail
+      // rather than minify from a half-started app.
+      rep_.error = why;
       if (Clock::now() >= deadline_) out_of_time();
     }
   } else if (default_mode) {
@@ -529,8 +528,9 @@ void Session::host_commands() {
 void Session::continue_after(const ContinueAfter& mode) {
   auto wait_until = [&](Clock::time_point until, const std::function<bool()>& done) {
     while (!gone() && !done()) {
-      if (Clock::now() >= until) return;
+      // The overall timeout first: when it is also `until`, the report must say it fired.
       if (out_of_time()) return;
+      if (Clock::now() >= until) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   };
