@@ -154,11 +154,20 @@ static __always_inline int in_container(struct task_struct *task) {
   return f != 0 && f != b->ptr;
 }
 
-/* Remembered in `tracked`, because by sched_process_exit the kernel has already dropped the
- * task's filter. */
-static __always_inline void mark_in_container(__u32 tgid) {
+/* The hot path of every syscall of a followed process: one hash lookup. Whether the process runs
+ * in the container is remembered in `tracked` (a filter can never be removed, and by
+ * sched_process_exit the kernel has already dropped it), so the filter is compared only until
+ * the process is inside. */
+static __always_inline int followed_in_container(__u32 tgid, struct task_struct **task_out) {
   __u32 *v = bpf_map_lookup_elem(&tracked, &tgid);
-  if (v && *v != ST_TRACKED_CONTAINER) *v = ST_TRACKED_CONTAINER;
+  if (!v) return 0;
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  *task_out = task;
+  if (*v == ST_TRACKED_CONTAINER) return 1;
+  note_root(task, tgid);
+  if (!in_container(task)) return 0;
+  *v = ST_TRACKED_CONTAINER;
+  return 1;
 }
 
 /* Called only for tasks in_container(). */
@@ -267,12 +276,8 @@ SEC("raw_tp/sys_enter")
 int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
   __u64 id = bpf_get_current_pid_tgid();
   __u32 tgid = id >> 32, tid = (__u32)id;
-  if (!is_tracked(tgid)) return 0;
-
-  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  note_root(task, tgid);
-  if (!in_container(task)) return 0;
-  mark_in_container(tgid);
+  struct task_struct *task = 0;
+  if (!followed_in_container(tgid, &task)) return 0;
   struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
   long nr = (long)ctx->args[1];
   record_syscall(nr);
@@ -407,16 +412,15 @@ SEC("raw_tp/sys_exit")
 int on_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
   __u64 id = bpf_get_current_pid_tgid();
   __u32 tgid = id >> 32, tid = (__u32)id;
-  if (!is_tracked(tgid)) return 0;
-
-  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  note_root(task, tgid);
-  if (!in_container(task)) return 0;
+  struct task_struct *task = 0;
+  if (!followed_in_container(tgid, &task)) return 0;
   struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
   long ret = (long)ctx->args[1];
   long nr = BPF_CORE_READ(regs, orig_ax);
   /* also at exit: the seccomp()/prctl() that loaded the filter, and calls in progress then */
   record_syscall(nr);
+  /* Only path syscalls left an entry in `pending`: spare the others the hash lookup. */
+  if (!is_path_syscall(nr)) return 0;
 
   struct pending_call *want = bpf_map_lookup_elem(&pending, &tid);
   if (!want) return 0;
