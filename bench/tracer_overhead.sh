@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Tracer overhead: the same workloads in the same container, traced with the eBPF tracer and
+# untraced (a backend that records nothing, same runtime/bundle/netns), interleaved, in one run:
+#   1. a syscall-heavy loop (bench/syscall_loop.c, static): open+close, stat, getpid per iteration;
+#      unpaced (overhead), and paced to ~120k tracer events/s (dropped events at >= 100k events/s);
+#   2. wrk against busybox httpd in the container, through the container's netns (127.0.0.1 only);
+#      also with the BPF programs attached but following nothing, to tell fixed from per-event cost.
+# Builds tracer_bench with the release preset, builds the image, and rewrites the "Tracer overhead"
+# part of bench/RESULTS.md (the flatten part above it is kept). Needs root, runc or crun, and BPF.
+# Usage: bench/tracer_overhead.sh [REPS=5] [WRK_SECONDS=6]   (about 3 minutes with the defaults:
+# more, shorter wrk runs, because on a shared machine the load drifts over tens of seconds)
+set -euo pipefail
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPS=${1:-5}
+WRK_SECONDS=${2:-6}
+cd "$SRC"
+[[ $(id -u) -eq 0 ]] || { echo "tracer_overhead.sh: needs root (runs containers, loads BPF)" >&2; exit 1; }
+for t in umoci gcc wrk jq python3; do
+  command -v "$t" >/dev/null || { echo "tracer_overhead.sh: '$t' is not installed" >&2; exit 1; }
+done
+[[ -x /bin/busybox ]] || { echo "tracer_overhead.sh: /bin/busybox (busybox-static) is missing" >&2; exit 1; }
+
+# The release preset's settings in a build dir of its own, so a concurrent build/release is untouched.
+BUILD=${BENCH_BUILD_DIR:-$SRC/build/bench-release}
+# An already configured dir (e.g. BENCH_BUILD_DIR=build/<yours>) is built as it is.
+[[ -f $BUILD/CMakeCache.txt ]] || cmake --preset release -B "$BUILD" >/dev/null
+cmake --build "$BUILD" --target tracer_bench >/dev/null
+BENCH=$BUILD/bench/tracer_bench
+
+OUT=$BUILD/tracer-bench
+rm -rf "$OUT"
+mkdir -p "$OUT"
+step() { echo "== $*" >&2; }
+
+step "building the benchmark image"
+gcc -static -O2 -o "$OUT/syscall_loop" bench/syscall_loop.c
+layout=$OUT/img
+umoci init --layout "$layout"
+umoci new --image "$layout:latest"
+umoci unpack --image "$layout:latest" "$OUT/bundle" >/dev/null
+r=$OUT/bundle/rootfs
+mkdir -p "$r/bin" "$r/etc" "$r/tmp" "$r/data" "$r/www"
+cp /bin/busybox "$r/bin/busybox"
+for a in sh httpd sleep cat; do ln -s busybox "$r/bin/$a"; done
+cp "$OUT/syscall_loop" "$r/bin/syscall_loop"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
+printf 'root:x:0:\n' >"$r/etc/group"
+echo 'the file the loop opens' >"$r/data/file"
+head -c 1024 /dev/zero | tr '\0' 'x' >"$r/www/file"
+umoci repack --image "$layout:latest" "$OUT/bundle" >/dev/null
+umoci config --image "$layout:latest" --config.cmd /bin/sh >/dev/null
+rm -rf "$OUT/bundle"
+img="oci:$layout:latest"
+
+LOOP_ITERATIONS=500000
+# Two events (path syscalls) per iteration: 60k iterations/s is 120k events/s, for 3 s.
+PACED_RATE=60000
+PACED_ITERATIONS=180000
+run() { # NAME MODE ARGS...: one tracer_bench run, its JSON line appended to $OUT/NAME.jsonl
+  local name=$1 mode=$2
+  shift 2
+  "$BENCH" "$img" "$mode" "$@" >>"$OUT/$name.jsonl" 2>>"$OUT/$name.err" ||
+    { cat "$OUT/$name.err" >&2; echo "tracer_overhead.sh: $name ($mode) failed" >&2; exit 1; }
+}
+load_before=$(cut -d' ' -f1 /proc/loadavg)
+started=$(date +%s)
+for i in $(seq 1 "$REPS"); do
+  step "repetition $i/$REPS"
+  for mode in none ebpf; do
+    run loop "$mode" -- /bin/syscall_loop "$LOOP_ITERATIONS" 0 /data/file
+  done
+  run paced ebpf -- /bin/syscall_loop "$PACED_ITERATIONS" "$PACED_RATE" /data/file
+  # The order rotates between repetitions, so drift in the machine's load favours no mode.
+  wrk_modes=(none ebpf attached)
+  for k in 0 1 2; do
+    mode=${wrk_modes[$(((k + i - 1) % 3))]}
+    run wrk "$mode" --wait-port 8080 --wrk "-t1 -c8 -d${WRK_SECONDS}s http://127.0.0.1:8080/file" \
+      -- /bin/httpd -f -p 127.0.0.1:8080 -h /www
+  done
+done
+# Diagnostic runs, not part of the ratios: the kernel's per-program BPF run time while wrk runs
+# (BPF_ENABLE_STATS costs a little on every program run, so it stays off in the runs above).
+step "BPF run-time diagnostic"
+for mode in ebpf attached; do
+  run bpfstats "$mode" --bpf-stats --wait-port 8080 --wrk "-t1 -c8 -d5s http://127.0.0.1:8080/file" \
+    -- /bin/httpd -f -p 127.0.0.1:8080 -h /www
+done
+load_after=$(cut -d' ' -f1 /proc/loadavg)
+step "done in $(($(date +%s) - started)) s"
+
+python3 bench/tracer_report.py "$OUT" "$SRC/bench/RESULTS.md" \
+  --reps "$REPS" --loop-iterations "$LOOP_ITERATIONS" --paced-rate "$PACED_RATE" \
+  --paced-iterations "$PACED_ITERATIONS" --wrk-seconds "$WRK_SECONDS" \
+  --load "$load_before / $load_after" --command "bench/tracer_overhead.sh $*"
