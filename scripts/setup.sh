@@ -14,7 +14,7 @@ packages=(
   libbpf-dev libelf-dev libseccomp-dev bpftool linux-libc-dev
   # running and test fixtures
   runc crun busybox-static debootstrap iproute2 util-linux e2fsprogs
-  umoci skopeo docker.io docker-registry wrk jq python3 zstd pigz
+  umoci skopeo docker.io docker-registry wrk jq python3 zstd pigz openssl
 )
 
 missing=()

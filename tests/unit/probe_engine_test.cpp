@@ -1,6 +1,7 @@
 // run_probes() against a tiny HTTP server and a TCP-only service in a network namespace of their own
 // (no container): readiness, http/tcp detection, crawl bounds, user probes, host command probe.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -9,10 +10,13 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <map>
 #include <thread>
 
@@ -206,4 +210,58 @@ TEST(ProbeEngine, TimeoutAndExitedContainer) {
   EXPECT_TRUE(r.ready);
   EXPECT_FALSE(r.timed_out);
   EXPECT_EQ(r.continue_after, "exit");
+}
+
+// The default probe tries http, then https with any certificate: a self-signed TLS server in the
+// namespace must be recorded as an https service, not as a bare TCP port.
+TEST(ProbeEngine, SelfSignedHttpsIsProbed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root for a network namespace";
+  if (::access("/usr/bin/openssl", X_OK) != 0) GTEST_SKIP() << "needs /usr/bin/openssl to serve TLS";
+  NsServer srv;
+  srv.pages = {{"/", "plain"}};
+  srv.start();
+  if (srv.failed) GTEST_SKIP() << "cannot create a network namespace here";
+  char dir_tmpl[] = "/tmp/slimtrace-tls-XXXXXX";
+  ASSERT_NE(::mkdtemp(dir_tmpl), nullptr);
+  const std::string dir = dir_tmpl, key = dir + "/key.pem", cert = dir + "/cert.pem";
+  const std::string gen = "openssl req -x509 -newkey rsa:2048 -nodes -keyout " + key + " -out " + cert +
+                          " -subj /CN=localhost -days 1 >/dev/null 2>&1";
+  ASSERT_EQ(std::system(gen.c_str()), 0);
+  const std::string netns = "/proc/self/task/" + std::to_string(srv.tid) + "/ns/net";
+  int nsfd = ::open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(nsfd, 0);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::setns(nsfd, CLONE_NEWNET) != 0) ::_exit(126);
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execl("/usr/bin/openssl", "openssl", "s_server", "-accept", "8443", "-www", "-quiet", "-cert",
+            cert.c_str(), "-key", key.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(nsfd);
+  ASSERT_GT(pid, 0);
+
+  ProbeTarget t;
+  t.pid = srv.tid;
+  t.netns = netns;
+  t.exited = [] { return false; };
+  ProbeOptions o;
+  o.image_ports = {8443};
+  o.crawl = false;
+  ProbeReport r = run_probes(t, o);
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+  std::filesystem::remove_all(dir);
+
+  EXPECT_TRUE(r.ready);
+  const ProbeResult* https = nullptr;
+  for (const auto& x : r.results)
+    if (x.target.find(":8443") != std::string::npos) https = &x;
+  ASSERT_NE(https, nullptr) << "no result for port 8443";
+  EXPECT_EQ(https->kind, "https") << https->target << " " << https->error;
+  EXPECT_EQ(https->status, 200);
+  EXPECT_TRUE(https->met);
 }
