@@ -36,18 +36,8 @@ fi
 
 step "building a busybox image"
 layout="$tmp/img"
-umoci init --layout "$layout"
-umoci new --image "$layout:latest"
-umoci unpack --image "$layout:latest" "$tmp/bundle" >/dev/null
-r="$tmp/bundle/rootfs"
-mkdir -p "$r/bin" "$r/etc" "$r/tmp"
-cp /bin/busybox "$r/bin/busybox"
-for a in sh ls echo cat true; do ln -s busybox "$r/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
-printf 'root:x:0:\n' >"$r/etc/group"
-umoci repack --image "$layout:latest" "$tmp/bundle" >/dev/null
+busybox_image "$layout" "sh ls echo cat true"
 umoci config --image "$layout:latest" --config.cmd /bin/sh >/dev/null
-rm -rf "$tmp/bundle"
 img="oci:$layout:latest"
 app='echo hi; ls /'
 

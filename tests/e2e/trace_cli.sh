@@ -17,19 +17,14 @@ trap 'rm -rf "$tmp"' EXIT
 
 step "building a busybox image"
 layout="$tmp/img"
-umoci init --layout "$layout"
-umoci new --image "$layout:latest"
-umoci unpack --image "$layout:latest" "$tmp/bundle" >/dev/null
-r="$tmp/bundle/rootfs"
-mkdir -p "$r/bin" "$r/etc" "$r/tmp" "$r/srv"
-cp /bin/busybox "$r/bin/busybox"
-for a in sh sleep true echo cat ls env pwd id; do ln -s busybox "$r/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\nweb:x:33:33:web:/srv:/bin/sh\n' >"$r/etc/passwd"
-printf 'root:x:0:\nweb:x:33:\n' >"$r/etc/group"
-umoci repack --image "$layout:latest" "$tmp/bundle" >/dev/null
+add_web_user() {
+  mkdir -p "$1/srv"
+  printf 'web:x:33:33:web:/srv:/bin/sh\n' >>"$1/etc/passwd"
+  printf 'web:x:33:\n' >>"$1/etc/group"
+}
+busybox_image "$layout" "sh sleep true echo cat ls env pwd id" add_web_user
 umoci config --image "$layout:latest" --config.entrypoint /bin/sh --config.cmd=-c --config.cmd='echo default' \
   --config.env IMG=1 --config.workingdir /srv --config.user web >/dev/null
-rm -rf "$tmp/bundle"
 img="oci:$layout:latest"
 
 step "a container that ends by itself"

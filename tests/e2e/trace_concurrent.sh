@@ -25,24 +25,17 @@ trap cleanup EXIT
 # (or gives up after 30 s), sleeps, reads it again, and says whether it saw the other one.
 build_image() {
   local name=$1 other=$2
-  local layout="$tmp/img-$name" b="$tmp/bundle-$name"
-  umoci init --layout "$layout"
-  umoci new --image "$layout:latest"
-  umoci unpack --image "$layout:latest" "$b" >/dev/null
-  local r="$b/rootfs"
-  mkdir -p "$r/bin" "$r/etc" "$r/tmp" "$r/sync"
-  cp /bin/busybox "$r/bin/busybox"
-  for a in sh sleep cat touch echo; do ln -s busybox "$r/bin/$a"; done
-  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
-  printf 'root:x:0:\n' >"$r/etc/group"
-  echo "marker of $name" >"$r/$name-only"
-  umoci repack --image "$layout:latest" "$b" >/dev/null
+  local layout="$tmp/img-$name"
+  add_marker() {
+    mkdir -p "$1/sync"
+    echo "marker of $name" >"$1/$name-only"
+  }
+  busybox_image "$layout" "sh sleep cat touch echo" add_marker
   umoci config --image "$layout:latest" --config.entrypoint /bin/sh --config.cmd=-c \
     --config.cmd="cat /$name-only; touch /sync/up-$name; i=0
       while [ ! -e /sync/up-$other ] && [ \$i -lt 300 ]; do sleep 0.1; i=\$((i+1)); done
       [ -e /sync/up-$other ] && echo overlapped || echo alone
       sleep 2; cat /$name-only" >/dev/null
-  rm -rf "$b"
 }
 
 step "building two busybox images"

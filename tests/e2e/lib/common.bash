@@ -101,3 +101,24 @@ oci_manifest_digest() {
     '[.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == $t) | .digest][0]' \
     "$1/index.json"
 }
+
+# A busybox image at LAYOUT:latest, made with umoci from busybox-static: /bin/busybox with APPLETS
+# (a space-separated list) as symlinks, and root in /etc/passwd and /etc/group. POPULATE, when
+# given, is a function called with the rootfs path to add more before the layer is packed. The
+# caller sets the config (umoci config).
+busybox_image() {
+  local layout=$1 applets=$2 populate=${3:-}
+  local b="$layout.bundle"
+  umoci init --layout "$layout"
+  umoci new --image "$layout:latest"
+  umoci unpack --image "$layout:latest" "$b" >/dev/null
+  local r="$b/rootfs" a
+  mkdir -p "$r/bin" "$r/etc" "$r/tmp"
+  cp /bin/busybox "$r/bin/busybox"
+  for a in $applets; do ln -s busybox "$r/bin/$a"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$r/etc/passwd"
+  printf 'root:x:0:\n' >"$r/etc/group"
+  if [[ -n $populate ]]; then "$populate" "$r"; fi
+  umoci repack --image "$layout:latest" "$b" >/dev/null
+  rm -rf "$b"
+}
