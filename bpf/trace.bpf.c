@@ -496,7 +496,22 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
   f->argv_len = 0;
   f->argc = 0;
   __u32 pos = (__u32)walk_path(f, 0, (__u64)fp.dentry, (__u64)fp.mnt);
-  if (bpf_ringbuf_output(&events, f, offsetof(struct st_path_event, data) + (pos & 8191), wakeup_flags()))
+  /* argv as the new image got it: the kernel has just copied the strings to mm->arg_start, so these
+   * pages are present, unlike the caller's strings at execve entry, which a forked child may not
+   * have touched yet (a read there fails without faulting them in). */
+  __u32 start = pos & 8191;
+  struct mm_struct *mm = BPF_CORE_READ(p, mm);
+  __u64 as = mm ? BPF_CORE_READ(mm, arg_start) : 0, ae = mm ? BPF_CORE_READ(mm, arg_end) : 0;
+  __u64 len = ae > as ? ae - as : 0;
+  if (len > ST_ARGV_BYTES - 1) len = ST_ARGV_BYTES - 1;
+  if (len && bpf_probe_read_user(&f->data[start], len & (ST_ARGV_BYTES - 1), (const void *)as) == 0) {
+    f->argv_len = (__u16)len;
+  } else {
+    len = 0;
+  }
+  __u64 end = start + len;
+  if (end > ST_DATA_SIZE) end = ST_DATA_SIZE;
+  if (bpf_ringbuf_output(&events, f, offsetof(struct st_path_event, data) + end, wakeup_flags()))
     count_drop();
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "slimtrace/fd.hpp"
+#include "slimtrace/read_file.hpp"
 
 namespace slimtrace::probe {
 
@@ -92,11 +93,9 @@ std::vector<ListeningSocket> listening_sockets(int pid) {
   std::vector<ListeningSocket> out;
   if (pid <= 0) return out;
   for (bool v6 : {false, true}) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/net/" + (v6 ? "tcp6" : "tcp"));
-    if (!f) continue;
-    std::stringstream ss;
-    ss << f.rdbuf();
-    auto part = parse_proc_net_tcp(ss.str(), v6);
+    auto text = read_whole_file("/proc/" + std::to_string(pid) + "/net/" + (v6 ? "tcp6" : "tcp"));
+    if (!text) continue;  // the container is gone, or this family is not there
+    auto part = parse_proc_net_tcp(*text, v6);
     out.insert(out.end(), part.begin(), part.end());
   }
   return out;

@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "slimtrace/fd.hpp"
+#include "slimtrace/read_file.hpp"
 #include "tracer_backend.hpp"
 
 namespace slimtrace::tracer {
@@ -146,8 +147,7 @@ class FanotifyTracer final : public TracerBackend {
   }
 
   int ppid_of(int pid) const {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string stat = read_whole_file("/proc/" + std::to_string(pid) + "/stat").value_or("");
     auto close = stat.rfind(')');
     if (close == std::string::npos) return -1;
     std::istringstream rest(stat.substr(close + 1));
