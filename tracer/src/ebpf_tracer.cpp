@@ -366,10 +366,6 @@ class EbpfTracer final : public TracerBackend {
       ex.ppid = processes_.count(p.pid) ? processes_[p.pid].ppid : 0;
       ex.path = p.path;
       ex.argv = std::move(p.argv);
-      if (auto a = exec_argv_.find(p.pid); a != exec_argv_.end()) {
-        if (ex.argv.empty() && err == 0) ex.argv = std::move(a->second);
-        exec_argv_.erase(a);
-      }
       ex.error = err;
       execs_.push_back(std::move(ex));
     }
@@ -412,9 +408,15 @@ class EbpfTracer final : public TracerBackend {
     st_path_event e;
     std::memcpy(&e, data, kHead);
     if (!(e.base_flags & ST_BASE_OK) || size_t{e.base_len} + e.argv_len > size - kHead) return;
-    // argv read from the new image; the execve's own record uses it when its entry-time read failed.
-    if (e.argv_len > 0)
-      exec_argv_[static_cast<int>(e.h.pid)] = split_nul(data + kHead + e.base_len, e.argv_len);
+    // argv as the new image got it. The exec record this follows (same BPF handler, so it is
+    // always the latest for this pid) keeps its entry-time argv unless reading that failed, which
+    // happens when a freshly forked child has not touched the pages holding its strings.
+    if (e.argv_len > 0) {
+      auto rec = std::find_if(execs_.rbegin(), execs_.rend(),
+                              [&](const ExecRecord& x) { return x.pid == static_cast<int>(e.h.pid); });
+      if (rec != execs_.rend() && rec->argv.empty() && rec->error == 0)
+        rec->argv = split_nul(data + kHead + e.base_len, e.argv_len);
+    }
     auto parts = split_nul(data + kHead, e.base_len);
     std::string real;
     for (auto it = parts.rbegin(); it != parts.rend(); ++it) real += "/" + *it;
@@ -495,7 +497,6 @@ class EbpfTracer final : public TracerBackend {
   std::vector<ExecRecord> execs_;
   std::unordered_map<int, ProcessRecord> processes_;
   std::vector<int> order_;
-  std::unordered_map<int, std::vector<std::string>> exec_argv_;  // pid -> argv of its new image
   std::mutex mu_;  // follow() from a probe thread vs. event handling in the polling thread
   std::unordered_set<int> in_container_;  // pids with events, i.e. seen under the container's filter
   std::unordered_map<uint32_t, PendingPath> pending_;
