@@ -2,10 +2,13 @@
 #include "slimtrace/image/writer.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <set>
 
 #include "image_builder.hpp"
 #include "slimtrace/image/file_tree.hpp"
@@ -473,4 +476,305 @@ TEST(Writer, ReadsBackDockerArchiveInputs) {
   // No manifest blob in a docker archive: the image ID names the source.
   EXPECT_EQ(out.image.manifest["annotations"]["io.slimtrace.source.digest"],
             in.image.manifest_digest.empty() ? in.image.config_digest : in.image.manifest_digest);
+}
+
+// ---- replaced contents and metadata overrides (what `slimtrace build` writes) ----
+
+namespace {
+
+t::ImageSpec metadata_spec() {
+  t::ImageSpec spec;
+  t::LayerSpec l;
+  l.compression = t::LayerCompression::None;
+  auto owned = t::file("app/server", "server-binary", 0755);
+  owned.uid = 1000;
+  owned.gid = 1000;
+  l.entries = {t::dir("app/"),
+               owned,
+               t::file("app/config", "config"),
+               t::dir("var/"),
+               t::dir("var/lib/"),
+               t::dir("var/lib/dpkg/"),
+               t::file("var/lib/dpkg/status", "Package: ORIGINAL-PACKAGE-DB\n" + std::string(2000, 'o')),
+               t::symlink("app/link", "server"),
+               t::dir("grp/"),
+               t::file("grp/a", "shared-original", 0750),
+               t::hardlink("grp/b", "grp/a"),
+               t::hardlink("grp/c", "grp/a")};
+  spec.layers = {l};
+  spec.container_config = {{"Entrypoint", {"/app/server"}}};
+  return spec;
+}
+
+// Writes `selection` (all paths when empty) with the options `edit` sets; checks the output validates.
+slimtrace::Result<WrittenImage> write_edited(const Opened& in, const std::string& out_ref,
+                                             const std::function<void(WriteOptions&)>& edit,
+                                             std::set<std::string> selection = {},
+                                             Compression c = Compression::None) {
+  auto ref = parse_reference(out_ref, false);
+  EXPECT_TRUE(ref.ok()) << ref.error().message;
+  WriteOptions wo;
+  wo.output = *ref;
+  wo.compression = c;
+  wo.work_dir = in.work.path();
+  edit(wo);
+  if (selection.empty()) selection = select_all(in.tree);
+  auto w = write_image(in.image, in.tree, selection, wo);
+  if (w.ok()) {
+    auto report = validate_image(*ref, OpenOptions{Platform{}, in.work.path()});
+    EXPECT_TRUE(report.ok()) << out_ref << ": " << (report.problems.empty() ? "" : report.problems[0]);
+  }
+  return w;
+}
+
+}  // namespace
+
+TEST(Writer, ReplacedContentIsWrittenInsteadOfTheTreesBytes) {
+  t::TempDir d;
+  t::write_oci_layout(d / "in", metadata_spec());
+  auto in = open_and_flatten("oci:" + (d / "in").string());
+  const std::string pruned = "Package: libc6\nStatus: install ok installed\n";
+  auto plain = write_edited(in, "oci:" + (d / "plain").string(), [](WriteOptions&) {});
+  ASSERT_TRUE(plain.ok()) << plain.error().message;
+  auto w = write_edited(in, "oci:" + (d / "out").string(),
+                        [&](WriteOptions& wo) { wo.replaced_contents["/var/lib/dpkg/status"] = pruned; });
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  auto out = open_and_flatten("oci:" + (d / "out").string());
+  const FileEntry* st = out.tree.find("/var/lib/dpkg/status");
+  ASSERT_NE(st, nullptr);
+  EXPECT_EQ(st->type, EntryType::Regular);
+  EXPECT_EQ(st->size, static_cast<int64_t>(pruned.size()));
+  EXPECT_EQ(st->mode, 0644u);
+  EXPECT_EQ(st->mtime, in.tree.find("/var/lib/dpkg/status")->mtime);
+  auto c = contents(out.image);
+  EXPECT_EQ(c["/var/lib/dpkg/status"], pruned);
+  EXPECT_EQ(c["/app/server"], "server-binary");
+  // The original bytes never reach the layer (uncompressed here, so a plain search finds them).
+  std::string blob = t::read_file(out.image.layers[0].blob_path);
+  EXPECT_EQ(blob.find("ORIGINAL-PACKAGE-DB"), std::string::npos);
+  EXPECT_NE(blob.find(pruned), std::string::npos);
+  // Sizes count the new content: 2029 original bytes took 4 blocks, the pruned 44 take 1.
+  int64_t original = in.tree.find("/var/lib/dpkg/status")->size;
+  EXPECT_EQ(w->files, plain->files);
+  EXPECT_EQ(w->file_bytes, plain->file_bytes - original + static_cast<int64_t>(pruned.size()));
+  EXPECT_EQ(w->uncompressed_size, static_cast<int64_t>(blob.size()));
+  EXPECT_EQ(plain->uncompressed_size - w->uncompressed_size, 3 * 512);
+  EXPECT_EQ(w->diff_id, out.image.layers[0].diff_id);
+  ASSERT_EQ(out.image.config["rootfs"]["diff_ids"].size(), 1u);
+  EXPECT_EQ(out.image.config["rootfs"]["diff_ids"][0], w->diff_id);
+}
+
+TEST(Writer, ReplacedContentCanBeEmptyAndCompressed) {
+  t::TempDir d;
+  t::write_oci_layout(d / "in", metadata_spec());
+  auto in = open_and_flatten("oci:" + (d / "in").string());
+  std::string big(3 * 1024 * 1024 + 7, 'n');  // more than one compressor chunk
+  auto w = write_edited(
+      in, "oci:" + (d / "out").string(),
+      [&](WriteOptions& wo) {
+        wo.replaced_contents["/var/lib/dpkg/status"] = "";
+        wo.replaced_contents["/app/config"] = big;
+      },
+      {}, Compression::Zstd);
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  auto out = open_and_flatten("oci:" + (d / "out").string());
+  EXPECT_EQ(out.tree.find("/var/lib/dpkg/status")->size, 0);
+  auto c = contents(out.image);
+  EXPECT_EQ(c["/var/lib/dpkg/status"], "");
+  EXPECT_EQ(c["/app/config"], big);
+}
+
+TEST(Writer, ReplacingTheFileOfAHardlinkGroupKeepsTheOthersLinked) {
+  t::TempDir d;
+  t::write_oci_layout(d / "in", metadata_spec());
+  auto in = open_and_flatten("oci:" + (d / "in").string());
+  auto w = write_edited(in, "oci:" + (d / "out").string(),
+                        [](WriteOptions& wo) { wo.replaced_contents["/grp/a"] = "new a"; });
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  auto out = open_and_flatten("oci:" + (d / "out").string());
+  const FileEntry* a = out.tree.find("/grp/a");
+  const FileEntry* b = out.tree.find("/grp/b");
+  const FileEntry* cc = out.tree.find("/grp/c");
+  ASSERT_TRUE(a && b && cc);
+  // /grp/a stands alone with its new bytes; the next member carries the group's original bytes.
+  EXPECT_EQ(a->type, EntryType::Regular);
+  EXPECT_EQ(a->mode, 0750u);
+  EXPECT_EQ(b->type, EntryType::Regular);
+  EXPECT_EQ(b->mode, 0750u);
+  EXPECT_EQ(cc->type, EntryType::Hardlink);
+  EXPECT_EQ(cc->link_target, "/grp/b");
+  auto c = contents(out.image);
+  EXPECT_EQ(c["/grp/a"], "new a");
+  EXPECT_EQ(c["/grp/b"], "shared-original");
+}
+
+TEST(Writer, ReplacingALinkOfAHardlinkGroupMakesItAFileOfItsOwn) {
+  t::TempDir d;
+  t::write_oci_layout(d / "in", metadata_spec());
+  auto in = open_and_flatten("oci:" + (d / "in").string());
+  auto w = write_edited(in, "oci:" + (d / "out").string(),
+                        [](WriteOptions& wo) { wo.replaced_contents["/grp/b"] = "new b"; });
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  auto out = open_and_flatten("oci:" + (d / "out").string());
+  ASSERT_NE(out.tree.find("/grp/b"), nullptr);
+  ASSERT_NE(out.tree.find("/grp/c"), nullptr);
+  EXPECT_EQ(out.tree.find("/grp/a")->type, EntryType::Regular);
+  EXPECT_EQ(out.tree.find("/grp/b")->type, EntryType::Regular);
+  EXPECT_EQ(out.tree.find("/grp/b")->mode, 0750u);
+  EXPECT_EQ(out.tree.find("/grp/c")->type, EntryType::Hardlink);
+  EXPECT_EQ(out.tree.find("/grp/c")->link_target, "/grp/a");
+  auto c = contents(out.image);
+  EXPECT_EQ(c["/grp/a"], "shared-original");
+  EXPECT_EQ(c["/grp/b"], "new b");
+  EXPECT_EQ(w->file_bytes, in.tree.total_bytes() + 5);  // one more file of 5 bytes
+}
+
+TEST(Writer, ReplacingEveryMemberOfAGroupLeavesNoLinks) {
+  t::TempDir d;
+  t::write_oci_layout(d / "in", metadata_spec());
+  auto in = open_and_flatten("oci:" + (d / "in").string());
+  auto w = write_edited(in, "oci:" + (d / "out").string(),
+                        [](WriteOptions& wo) {
+                          wo.replaced_contents["/grp/b"] = "B";
+                          wo.replaced_contents["/grp/c"] = "C";
+                        },
+                        {"/grp", "/grp/b", "/grp/c"});
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  auto out = open_and_flatten("oci:" + (d / "out").string());
+  EXPECT_EQ(out.tree.find("/grp/a"), nullptr);
+  EXPECT_EQ(out.tree.find("/grp/b")->type, EntryType::Regular);
+  EXPECT_EQ(out.tree.find("/grp/c")->type, EntryType::Regular);
+  std::string blob = t::read_file(out.image.layers[0].blob_path);
+  EXPECT_EQ(blob.find("shared-original"), std::string::npos);
+  EXPECT_EQ(w->file_bytes, 2);
+}
+
+TEST(Writer, OverridesChangeModeAndOwners) {
+  t::TempDir d;
+  t::write_oci_layout(d / "in", metadata_spec());
+  auto in = open_and_flatten("oci:" + (d / "in").string());
+  auto w = write_edited(in, "oci:" + (d / "out").string(), [](WriteOptions& wo) {
+    wo.overrides["/app/server"] = MetadataOverride{04755, std::nullopt, std::nullopt};  // setuid, owners kept
+    wo.overrides["/app/config"] = MetadataOverride{std::nullopt, 33, 44};
+    wo.overrides["/app"] = MetadataOverride{01770, 0, 1000};
+    wo.overrides["/var/lib/dpkg/status"] = MetadataOverride{0600, 7, 8};
+    wo.replaced_contents["/var/lib/dpkg/status"] = "pruned";
+  });
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  auto out = open_and_flatten("oci:" + (d / "out").string());
+  const FileEntry* server = out.tree.find("/app/server");
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->mode, 04755u);
+  EXPECT_EQ(server->uid, 1000u);
+  EXPECT_EQ(server->gid, 1000u);
+  const FileEntry* config = out.tree.find("/app/config");
+  EXPECT_EQ(config->mode, 0644u);
+  EXPECT_EQ(config->uid, 33u);
+  EXPECT_EQ(config->gid, 44u);
+  const FileEntry* app = out.tree.find("/app");
+  EXPECT_EQ(app->type, EntryType::Directory);
+  EXPECT_EQ(app->mode, 01770u);
+  EXPECT_EQ(app->gid, 1000u);
+  const FileEntry* st = out.tree.find("/var/lib/dpkg/status");
+  EXPECT_EQ(st->mode, 0600u);
+  EXPECT_EQ(st->uid, 7u);
+  EXPECT_EQ(st->gid, 8u);
+  EXPECT_EQ(contents(out.image)["/var/lib/dpkg/status"], "pruned");
+  // What a container runtime sees: the setuid bit in the extracted tar.
+  t::TempDir x;
+  ASSERT_EQ(
+      std::system(("tar -xpf '" + out.image.layers[0].blob_path.string() + "' -C '" + x.path().string() + "'")
+                      .c_str()),
+      0);
+  EXPECT_EQ(fs::status(x / "app/server").permissions() & fs::perms::set_uid, fs::perms::set_uid);
+  // Entries without an override are as in the tree.
+  EXPECT_EQ(out.tree.find("/grp/a")->mode, 0750u);
+}
+
+TEST(Writer, OverrideOnOneHardlinkMemberIsTheWholeGroups) {
+  t::TempDir d;
+  t::write_oci_layout(d / "in", metadata_spec());
+  auto in = open_and_flatten("oci:" + (d / "in").string());
+  auto w = write_edited(in, "oci:" + (d / "out").string(), [](WriteOptions& wo) {
+    wo.overrides["/grp/c"] = MetadataOverride{02711, 5, std::nullopt};
+  });
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  auto out = open_and_flatten("oci:" + (d / "out").string());
+  // One inode: extracting gives every name the new metadata.
+  t::TempDir x;
+  ASSERT_EQ(
+      std::system(("tar -xpf '" + out.image.layers[0].blob_path.string() + "' -C '" + x.path().string() + "'")
+                      .c_str()),
+      0);
+  for (const char* p : {"grp/a", "grp/b", "grp/c"}) {
+    struct stat st {};
+    ASSERT_EQ(::stat((x / p).c_str(), &st), 0) << p;
+    EXPECT_EQ(st.st_mode & 07777, 02711u) << p;
+    EXPECT_EQ(st.st_uid, 5u) << p;
+    EXPECT_EQ(st.st_nlink, 3u) << p;
+  }
+  EXPECT_EQ(out.tree.find("/grp/a")->mode, 02711u);
+  EXPECT_EQ(out.tree.find("/grp/a")->uid, 5u);
+}
+
+TEST(Writer, ReplacedOrOverriddenPathsMustBeSelectedFiles) {
+  t::TempDir d;
+  t::write_oci_layout(d / "in", metadata_spec());
+  auto in = open_and_flatten("oci:" + (d / "in").string());
+  struct Case {
+    std::function<void(WriteOptions&)> edit;
+    std::string path;
+    std::string why;
+  };
+  std::vector<Case> cases = {
+      {[](WriteOptions& wo) { wo.replaced_contents["/app"] = "x"; }, "'/app'", "directory"},
+      {[](WriteOptions& wo) { wo.replaced_contents["/app/link"] = "x"; }, "'/app/link'", "symlink"},
+      {[](WriteOptions& wo) { wo.replaced_contents["/app/config"] = "x"; }, "'/app/config'", "not selected"},
+      {[](WriteOptions& wo) { wo.replaced_contents["/nowhere"] = "x"; }, "'/nowhere'", "not selected"},
+      {[](WriteOptions& wo) {
+         wo.overrides["/app/config"] = {0600, {}, {}};
+       },
+       "'/app/config'", "not selected"},
+      {[](WriteOptions& wo) {
+         wo.overrides["/app/server"] = {0100755, {}, {}};
+       },
+       "'/app/server'", "07777"},
+  };
+  std::set<std::string> selection = select_all(in.tree);
+  selection.erase("/app/config");
+  for (size_t i = 0; i < cases.size(); ++i) {
+    fs::path out = d / ("out" + std::to_string(i));
+    auto w = write_edited(in, "oci:" + out.string(), cases[i].edit, selection);
+    ASSERT_FALSE(w.ok()) << cases[i].path;
+    EXPECT_NE(w.error().message.find(cases[i].path), std::string::npos) << w.error().message;
+    EXPECT_NE(w.error().message.find(cases[i].why), std::string::npos) << w.error().message;
+    EXPECT_FALSE(fs::exists(out)) << "nothing is written on a bad request";
+  }
+}
+
+TEST(Writer, ReplacedContentsAndOverridesAreDeterministic) {
+  t::TempDir d;
+  t::write_oci_layout(d / "in", metadata_spec());
+  auto in = open_and_flatten("oci:" + (d / "in").string());
+  auto edit = [](WriteOptions& wo) {
+    wo.replaced_contents["/var/lib/dpkg/status"] = "Package: x\n";
+    wo.replaced_contents["/grp/a"] = "A";
+    wo.overrides["/app/server"] = MetadataOverride{04755, 0, 0};
+    wo.overrides["/grp/b"] = MetadataOverride{0700, {}, {}};
+  };
+  for (Compression c : {Compression::Gzip, Compression::Zstd}) {
+    std::string tag = std::to_string(static_cast<int>(c));
+    auto a = write_edited(in, "oci:" + (d / ("a" + tag)).string(), edit, {}, c);
+    auto b = write_edited(in, "oci:" + (d / ("b" + tag)).string(), edit, {}, c);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->manifest_digest, b->manifest_digest);
+    EXPECT_EQ(dir_bytes(d / ("a" + tag)), dir_bytes(d / ("b" + tag)));
+  }
+  for (std::string transport : {"oci-archive:", "docker-archive:"}) {
+    std::string a = (d / ("x-" + transport.substr(0, 3) + ".tar")).string();
+    std::string b = (d / ("y-" + transport.substr(0, 3) + ".tar")).string();
+    ASSERT_TRUE(write_edited(in, transport + a, edit).ok());
+    ASSERT_TRUE(write_edited(in, transport + b, edit).ok());
+    EXPECT_EQ(t::read_file(a), t::read_file(b)) << transport;
+  }
 }

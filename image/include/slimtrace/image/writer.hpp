@@ -1,7 +1,10 @@
 // Writing a new single-layer image (FROM scratch) from selected entries of a FileTree.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -12,6 +15,12 @@
 
 namespace slimtrace::image {
 
+// Metadata written instead of the tree's for one path; unset fields keep the tree's value.
+struct MetadataOverride {
+  std::optional<uint32_t> mode;  // permission bits incl. setuid/setgid/sticky (at most 07777)
+  std::optional<uint32_t> uid, gid;
+};
+
 struct WriteOptions {
   ImageRef output;
   Compression compression = Compression::Gzip;
@@ -19,6 +28,14 @@ struct WriteOptions {
   // Tag: oci ref.name, or docker-archive RepoTags entry ("name:tag"). Defaults to output.tag.
   std::string tag;
   std::filesystem::path work_dir;  // scratch space for spooling file contents
+  // Path -> bytes written instead of the tree's content (e.g. a pruned dpkg status). Each path must
+  // be selected and be a regular file or a hardlink; a hardlink member is written as a file of its
+  // own, so the rest of its group keeps the original bytes.
+  std::map<std::string, std::string> replaced_contents;
+  // Path -> metadata to write instead of the tree's. Each path must be selected. Members of a
+  // hardlink group share one inode, so an override on one member applies to the whole group
+  // (except members whose content is replaced: they are files of their own).
+  std::map<std::string, MetadataOverride> overrides;
 };
 
 struct WrittenImage {
@@ -33,7 +50,9 @@ struct WrittenImage {
 };
 
 // Writes the entries of `tree` whose paths are in `selection` (every path must exist in the tree;
-// parents are not added implicitly). Output is deterministic: same input and selection, same bytes.
+// parents are not added implicitly), with options.replaced_contents and options.overrides applied
+// (a path they name that is not selected, or a replaced path that is not a file, is an error naming
+// it). Output is deterministic: same input and selection, same bytes.
 // Blobs, then config, then manifest, then index, each via a temp file and rename; archive outputs
 // appear under their final name only when complete.
 Result<WrittenImage> write_image(const SourceImage& source, const FileTree& tree,
