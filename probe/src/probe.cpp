@@ -86,6 +86,7 @@ class Session {
   ProbeReport run();
 
  private:
+  ProbeReport run_replay();
   bool gone() const { return t_.exited && t_.exited(); }
   bool out_of_time() {
     if (Clock::now() < deadline_) return false;
@@ -122,14 +123,22 @@ class Session {
   void readiness(const std::vector<int>& expected, bool default_mode, ContinueAfter& mode);
   std::string host_for(int port) const;
   void detect_port(int port);
+  // `host` empty: chosen from the listening sockets. `check_stable` false sends the request once.
   ProbeResult http_probe(const std::string& origin, const std::string& scheme, int port,
                          const HttpProbeSpec& spec, HttpResponse* first_out = nullptr,
-                         std::optional<HttpResponse> already = std::nullopt);
+                         std::optional<HttpResponse> already = std::nullopt, const std::string& host = {},
+                         bool check_stable = true);
+  // Connects to `host`:`port` (a few tries) and records the outcome in `r`.
+  void tcp_connect(ProbeResult& r, int port, const std::string& host);
   void user_probes();
   void crawl(int port, const HttpResponse& root);
   void api_specs(int port);
+  ProbeResult exec_probe(const std::string& cmd);
   void exec_probes();
+  std::vector<std::string> host_env() const;
+  ProbeResult host_command(const std::string& cmd, const std::vector<std::string>& env);
   void host_commands();
+  ProbeResult replay_one(const ProbeResult& original);
   void continue_after(const ContinueAfter& mode);
 
   const ProbeTarget& t_;
@@ -227,10 +236,11 @@ std::string Session::host_for(int port) const {
 
 ProbeResult Session::http_probe(const std::string& origin, const std::string& scheme, int port,
                                 const HttpProbeSpec& spec, HttpResponse* first_out,
-                                std::optional<HttpResponse> already) {
+                                std::optional<HttpResponse> already, const std::string& host,
+                                bool check_stable) {
   HttpRequest req;
   req.scheme = scheme;
-  req.host = host_for(port);
+  req.host = host.empty() ? host_for(port) : host;
   req.port = port;
   req.method = spec.method;
   req.path = spec.path;
@@ -268,7 +278,7 @@ ProbeResult Session::http_probe(const std::string& origin, const std::string& sc
             spec.expect_status.end();
   else
     r.met = origin != "user" || first.status < 500;
-  if (!must_stop()) {
+  if (check_stable && !must_stop()) {
     req.timeout_ms = remaining_ms(30000);
     HttpResponse second = client_.send(req);
     r.stable =
@@ -320,8 +330,13 @@ void Session::detect_port(int port) {
     rep_.results.push_back(std::move(r));
     return;
   }
+  tcp_connect(r, port, req.host);
+  rep_.results.push_back(std::move(r));
+}
+
+void Session::tcp_connect(ProbeResult& r, int port, const std::string& host) {
   auto t0 = Clock::now();
-  int family = req.host == "::1" ? AF_INET6 : AF_INET;
+  int family = host == "::1" ? AF_INET6 : AF_INET;
   for (int attempt = 0; attempt < 20 && !r.met && !must_stop(); ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     auto s = socket_in_netns(t_.netns, family, SOCK_STREAM, 0);
@@ -354,7 +369,6 @@ void Session::detect_port(int port) {
     }
   }
   r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  rep_.results.push_back(std::move(r));
 }
 
 void Session::user_probes() {
@@ -466,62 +480,74 @@ void Session::api_specs(int port) {
   }
 }
 
+ProbeResult Session::exec_probe(const std::string& cmd) {
+  ProbeResult r;
+  r.kind = "exec";
+  r.origin = "user";
+  r.target = cmd;
+  r.expected = "exit 0";
+  if (!t_.exec) {
+    r.error = "exec is not available for this container";
+    return r;
+  }
+  auto t0 = Clock::now();
+  auto out = t_.exec({"/bin/sh", "-c", cmd}, remaining_ms(600000));
+  r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (!out) {
+    r.error = out.error().message;
+  } else {
+    r.exit_code = out->exit_code;
+    r.stdout_digest = image::sha256_digest(out->out);
+    r.met = out->exit_code == 0 && !out->timed_out;
+    if (out->timed_out)
+      r.error = "timed out";
+    else if (!r.met)
+      r.error = "exit " + std::to_string(out->exit_code) + ": " + last_lines(out->err + out->out, 5);
+  }
+  return r;
+}
+
 void Session::exec_probes() {
   for (const auto& cmd : o_.exec_probes) {
     if (must_stop()) return;
-    ProbeResult r;
-    r.kind = "exec";
-    r.origin = "user";
-    r.target = cmd;
-    r.expected = "exit 0";
-    if (!t_.exec) {
-      r.error = "exec is not available for this container";
-      rep_.results.push_back(std::move(r));
-      continue;
-    }
-    auto t0 = Clock::now();
-    auto out = t_.exec({"/bin/sh", "-c", cmd}, remaining_ms(600000));
-    r.latency_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-    if (!out) {
-      r.error = out.error().message;
-    } else {
-      r.exit_code = out->exit_code;
-      r.stdout_digest = image::sha256_digest(out->out);
-      r.met = out->exit_code == 0 && !out->timed_out;
-      if (out->timed_out)
-        r.error = "timed out";
-      else if (!r.met)
-        r.error = "exit " + std::to_string(out->exit_code) + ": " + last_lines(out->err + out->out, 5);
-    }
-    rep_.results.push_back(std::move(r));
+    rep_.results.push_back(exec_probe(cmd));
   }
 }
 
-void Session::host_commands() {
+std::vector<std::string> Session::host_env() const {
   auto ports = listening_ports(sockets_);
   std::vector<std::string> env = {"SLIMTRACE_TARGET_HOST=127.0.0.1", "SLIMTRACE_PORTS=" + join_ports(ports)};
   if (!ports.empty()) env.push_back("SLIMTRACE_PORT=" + std::to_string(ports.front()));
+  return env;
+}
+
+ProbeResult Session::host_command(const std::string& cmd, const std::vector<std::string>& env) {
+  ProbeResult r;
+  r.kind = "host-cmd";
+  r.origin = "user";
+  r.target = cmd;
+  r.expected = "exit 0";
+  auto out = run_host_command(t_.netns, cmd, env, remaining_ms(3600 * 1000));
+  if (!out) {
+    r.error = out.error().message;
+  } else {
+    r.latency_ms = out->latency_ms;
+    r.exit_code = out->exit_code;
+    r.stdout_digest = out->stdout_digest;
+    r.met = out->exit_code == 0 && !out->timed_out;
+    if (out->timed_out)
+      r.error = "timed out";
+    else if (!r.met)
+      r.error = "exit " + std::to_string(out->exit_code) + ": " + last_lines(out->err + out->out, 5);
+  }
+  return r;
+}
+
+void Session::host_commands() {
+  const auto env = host_env();
   for (const auto& cmd : o_.host_commands) {
     if (must_stop()) return;
-    ProbeResult r;
-    r.kind = "host-cmd";
-    r.origin = "user";
-    r.target = cmd;
-    r.expected = "exit 0";
-    auto out = run_host_command(t_.netns, cmd, env, remaining_ms(3600 * 1000));
-    if (!out) {
-      r.error = out.error().message;
-    } else {
-      r.latency_ms = out->latency_ms;
-      r.exit_code = out->exit_code;
-      r.stdout_digest = out->stdout_digest;
-      r.met = out->exit_code == 0 && !out->timed_out;
-      if (out->timed_out)
-        r.error = "timed out";
-      else if (!r.met)
-        r.error = "exit " + std::to_string(out->exit_code) + ": " + last_lines(out->err + out->out, 5);
-    }
-    rep_.results.push_back(std::move(r));
+    rep_.results.push_back(host_command(cmd, env));
   }
 }
 
@@ -572,12 +598,120 @@ void Session::continue_after(const ContinueAfter& mode) {
   }
 }
 
+// The host a recorded target was sent to: "http://[::1]:80/" and "[::1]:6379" went to ::1.
+std::string recorded_host(const std::string& target) {
+  return target.find("[::1]") != std::string::npos ? "::1" : "127.0.0.1";
+}
+
+bool is_http_kind(const std::string& kind) { return kind == "http" || kind == "https"; }
+
+// The statuses of an expectation written by http_probe ("status 200 or 201"); empty for the others.
+std::vector<int> recorded_statuses(const std::string& expected) {
+  std::vector<int> out;
+  const std::string prefix = "status ";
+  if (expected.rfind(prefix, 0) != 0) return out;
+  std::istringstream in(expected.substr(prefix.size()));
+  std::string word;
+  while (in >> word) {
+    if (word == "or") continue;
+    try {
+      out.push_back(std::stoi(word));
+    } catch (const std::exception&) {
+      return {};
+    }
+  }
+  return out;
+}
+
+ProbeResult Session::replay_one(const ProbeResult& o) {
+  ProbeResult r;
+  if (is_http_kind(o.kind) && o.port) {
+    HttpProbeSpec spec;
+    spec.method = o.method.empty() ? "GET" : o.method;
+    spec.path = o.path.empty() ? "/" : o.path;
+    spec.headers = o.request_headers;
+    spec.body = o.request_body;
+    spec.expect_status = recorded_statuses(o.expected);
+    // Once: stability is a property of the original run, and the comparison reads it from there.
+    r = http_probe(o.origin, o.kind, *o.port, spec, nullptr, std::nullopt, recorded_host(o.target), false);
+  } else if (o.kind == "tcp" && o.port) {
+    tcp_connect(r, *o.port, recorded_host(o.target));
+  } else if (o.kind == "exec") {
+    r = exec_probe(o.target);
+  } else if (o.kind == "host-cmd") {
+    r = host_command(o.target, host_env());
+  } else if (is_http_kind(o.kind)) {
+    // Nothing was sent originally (no port spoke HTTP): there is no request to repeat, and the
+    // outcome stays what it was.
+    r = o;
+    r.latency_ms = 0;
+    return r;
+  } else {
+    r = o;
+    r.latency_ms = 0;
+    r.met = false;
+    r.error = "cannot replay a probe of kind '" + o.kind + "'";
+    return r;
+  }
+  r.kind = o.kind;
+  r.origin = o.origin;
+  r.target = o.target;
+  r.method = o.method;
+  r.port = o.port;
+  r.path = o.path;
+  r.expected = o.expected;
+  return r;
+}
+
+ProbeReport Session::run_replay() {
+  const ProbeReport& original = *o_.replay;
+  ContinueAfter mode;
+  if (o_.continue_after) {
+    mode = *o_.continue_after;
+    rep_.continue_after_default = false;
+  } else if (auto m = parse_continue_after(original.continue_after)) {
+    mode = *m;
+    rep_.continue_after_default = original.continue_after_default;
+  } else {
+    mode = ContinueAfter{original.ports.empty() ? ContinueMode::Exit : ContinueMode::Probe, 0};
+    rep_.warnings.push_back("the original probe results name no valid continue-after mode ('" +
+                            original.continue_after + "'); using " + to_string(mode));
+  }
+  rep_.continue_after = to_string(mode);
+
+  // The ports the original run found listening are the readiness condition: the same app, minified,
+  // must open the same ports. Without any (a batch job), there is nothing to wait for.
+  if (!original.ports.empty()) {
+    readiness(original.ports, false, mode);
+  } else {
+    rep_.ready = true;
+  }
+  if (!rep_.error.empty()) {
+    rep_.log_tail = log_tail(t_.stdout_log, t_.stderr_log);
+    return std::move(rep_);
+  }
+  if (!gone() && !original.results.empty()) {
+    probing_ = true;
+    notice("replaying " + std::to_string(original.results.size()) + " probe(s)");
+    for (const auto& o : original.results) {
+      if (must_stop()) break;
+      rep_.results.push_back(replay_one(o));
+    }
+  }
+  probing_ = false;
+  if (cut_short_) rep_.warnings.push_back("the container exited before all probes ran");
+  if (!rep_.timed_out) continue_after(mode);
+  if (rep_.failed() > 0) rep_.log_tail = log_tail(t_.stdout_log, t_.stderr_log);
+  return std::move(rep_);
+}
+
 ProbeReport Session::run() {
   std::vector<int> expected = o_.image_ports;
   expected.insert(expected.end(), o_.expose.begin(), o_.expose.end());
   std::sort(expected.begin(), expected.end());
   expected.erase(std::unique(expected.begin(), expected.end()), expected.end());
   rep_.expected_ports = expected;
+  if (o_.replay) return run_replay();
   rep_.continue_after_default = !o_.continue_after;
   ContinueAfter mode = o_.continue_after.value_or(ContinueAfter{ContinueMode::Probe, 0});
 

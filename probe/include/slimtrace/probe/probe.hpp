@@ -47,6 +47,11 @@ struct ProbeOptions {
   std::optional<ContinueAfter> continue_after;  // nullopt: probe with ports, exit without
   // One-line notices for the user ("waiting for ports 80"); may be empty.
   std::function<void(const std::string&)> notice;
+  // Verification: send exactly the requests of this earlier report again, in order and once each,
+  // instead of detecting, crawling and probing anew. Readiness waits for the ports it found
+  // listening; the results keep its probes and expectations, so compare_reports() can pair them.
+  // --continue-after is its mode unless `continue_after` is set. Must outlive run_probes().
+  const ProbeReport* replay = nullptr;
 };
 
 // Never fails: what went wrong is in the report (error, warnings, results that did not meet their
