@@ -405,12 +405,12 @@ Result<BundleConfig> make_oci_config(const BundleInputs& in) {
   nlohmann::json linux_section = {
       {"namespaces", namespaces},
       {"resources", {{"devices", nlohmann::json::array({{{"allow", false}, {"access", "rwm"}}})}}},
-      // Allow-all: the runtime still installs it, which marks where the app's own syscalls start,
-      // and nothing is denied before the tracer sees it.
-      {"seccomp",
-       {{"defaultAction", "SCMP_ACT_ALLOW"},
-        {"architectures", {"SCMP_ARCH_X86_64"}},
-        {"syscalls", nlohmann::json::array()}}},
+      // Allow-all unless a profile is given: the runtime still installs it, which marks where the
+      // app's own syscalls start, and nothing is denied before the tracer sees it.
+      {"seccomp", in.seccomp ? *in.seccomp
+                             : nlohmann::json{{"defaultAction", "SCMP_ACT_ALLOW"},
+                                              {"architectures", {"SCMP_ARCH_X86_64"}},
+                                              {"syscalls", nlohmann::json::array()}}},
       {"maskedPaths",
        {"/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
         "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
@@ -496,6 +496,7 @@ Result<PreparedBundle> prepare_bundle(const RunSpec& spec, const std::filesystem
   in.cmd = spec.cmd;
   in.env = spec.env;
   in.mounts = spec.mounts;
+  in.seccomp = spec.seccomp;
   in.hostname = hostname;
   in.rootfs = std::filesystem::absolute(rootfs);
   in.netns = netns;

@@ -79,7 +79,8 @@ struct BundleInputs {
   std::vector<VolumeMount> volumes;
   std::string passwd, group;  // contents of the image's /etc/passwd and /etc/group
   uint64_t bounding_set = ~uint64_t{0};
-  uint64_t nofile_limit = 1048576;  // RLIMIT_NOFILE soft and hard
+  uint64_t nofile_limit = 1048576;        // RLIMIT_NOFILE soft and hard
+  std::optional<nlohmann::json> seccomp;  // linux.seccomp; unset: allow-all
 };
 
 struct BundleConfig {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,6 +40,9 @@ struct RunSpec {
   bool show_logs = false;          // stream the container's output to stderr
   std::filesystem::path work_dir;  // bundle, rootfs, logs, netns live under it
   image::ProgressFn progress;
+  // The container's linux.seccomp (Docker/OCI profile JSON). Unset: allow-all, which the runtime
+  // still installs, so the tracer knows where the app's own syscalls start.
+  std::optional<nlohmann::json> seccomp;
 };
 
 struct ExecResult {
