@@ -38,6 +38,8 @@ void add_validate(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_squash(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_unpack(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_trace(CLI::App& app, const GlobalOptions& g, Runner& runner);
+void add_build(CLI::App& app, const GlobalOptions& g, Runner& runner);
+void add_profile(CLI::App& app, const GlobalOptions& g, Runner& runner);
 
 // Writes through a temp file in the target's directory and renames it, so readers (people, CI)
 // never see a half-written report; the temp file is removed on error and on interruption.

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   add_squash(app, g, runner);
   add_unpack(app, g, runner);
   add_trace(app, g, runner);
+  add_build(app, g, runner);
+  add_profile(app, g, runner);
 
   try {
     app.parse(argc, argv);

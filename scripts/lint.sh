@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 clang_format=$(command -v clang-format-14 || command -v clang-format)
 clang_tidy=$(command -v clang-tidy-14 || command -v clang-tidy)
 
-mapfile -t sources < <(find image cli tests bench tracer probe packer -path '*/build' -prune -o \
+mapfile -t sources < <(find image cli tests bench tracer probe packer pipeline -path '*/build' -prune -o \
   \( -name '*.cpp' -o -name '*.hpp' \) -type f -print 2>/dev/null | sort)
 
 if [ "${1:-}" = "--fix" ]; then
