@@ -36,6 +36,8 @@
 #define ST_OP_CHDIR (1u << 6)
 #define ST_OP_MMAP (1u << 7)
 #define ST_OP_CONNECT (1u << 8)
+#define ST_OP_CREATE (1u << 9)  /* mkdir, mknod, symlink, bind: the path was made */
+#define ST_OP_MODIFY (1u << 10) /* unlink, rename, chmod, chown, truncate, utimes */
 
 enum st_event_kind {
   ST_EV_PATH = 1,   /* a path syscall was entered (st_path_event) */

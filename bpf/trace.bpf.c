@@ -42,6 +42,28 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_statx 332
 #define NR_openat2 437
 #define NR_faccessat2 439
+#define NR_truncate 76
+#define NR_rename 82
+#define NR_mkdir 83
+#define NR_rmdir 84
+#define NR_link 86
+#define NR_unlink 87
+#define NR_symlink 88
+#define NR_chmod 90
+#define NR_chown 92
+#define NR_lchown 94
+#define NR_mknod 133
+#define NR_bind 49
+#define NR_mkdirat 258
+#define NR_mknodat 259
+#define NR_fchownat 260
+#define NR_unlinkat 263
+#define NR_renameat 264
+#define NR_linkat 265
+#define NR_symlinkat 266
+#define NR_fchmodat 268
+#define NR_utimensat 280
+#define NR_renameat2 316
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -184,6 +206,10 @@ static __always_inline int is_path_syscall(long nr) {
     case NR_execve: case NR_chdir: case NR_fchdir: case NR_creat: case NR_readlink:
     case NR_getdents64: case NR_openat: case NR_newfstatat: case NR_readlinkat:
     case NR_faccessat: case NR_execveat: case NR_statx: case NR_openat2: case NR_faccessat2:
+    case NR_truncate: case NR_rename: case NR_mkdir: case NR_rmdir: case NR_link: case NR_unlink:
+    case NR_symlink: case NR_chmod: case NR_chown: case NR_lchown: case NR_mknod: case NR_bind:
+    case NR_mkdirat: case NR_mknodat: case NR_fchownat: case NR_unlinkat: case NR_renameat:
+    case NR_linkat: case NR_symlinkat: case NR_fchmodat: case NR_utimensat: case NR_renameat2:
       return 1;
     default:
       return 0;
@@ -326,6 +352,30 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
       int fd = (int)BPF_CORE_READ(regs, r8);
       if ((flags & MAP_ANONYMOUS) || fd < 0) return 0;
       op = ST_OP_MMAP; target_fd = fd;
+      break;
+    }
+    /* Paths made: their directory must exist in the minified image (mkdir of a cache dir at start). */
+    case NR_mkdir: case NR_mknod: op = ST_OP_CREATE; upath = (const char *)a0; break;
+    case NR_mkdirat: case NR_mknodat: op = ST_OP_CREATE; dirfd = (int)a0; upath = (const char *)a1; break;
+    case NR_symlink: op = ST_OP_CREATE; upath = (const char *)a1; break;
+    case NR_symlinkat: op = ST_OP_CREATE; dirfd = (int)a1; upath = (const char *)BPF_CORE_READ(regs, dx); break;
+    /* Paths changed: they existed, so they are needed (for rename and link the source; the target
+     * usually sits in the same directory). */
+    case NR_truncate: case NR_rename: case NR_rmdir: case NR_link: case NR_unlink: case NR_chmod:
+    case NR_chown: case NR_lchown:
+      op = ST_OP_MODIFY; upath = (const char *)a0; break;
+    case NR_fchownat: case NR_unlinkat: case NR_renameat: case NR_linkat: case NR_fchmodat:
+    case NR_renameat2:
+      op = ST_OP_MODIFY; dirfd = (int)a0; upath = (const char *)a1; break;
+    case NR_utimensat:
+      if (!a1) return 0; /* NULL path: the fd itself (futimens) */
+      op = ST_OP_MODIFY; dirfd = (int)a0; upath = (const char *)a1; break;
+    case NR_bind: {
+      __u16 family = 0;
+      char first = 0;
+      if (!a1 || bpf_probe_read_user(&family, sizeof(family), (void *)a1) || family != AF_UNIX) return 0;
+      if (bpf_probe_read_user(&first, 1, (char *)a1 + 2) || first == 0) return 0;
+      op = ST_OP_CREATE; upath = (const char *)a1 + 2; sun_path_ok = 1;
       break;
     }
     case NR_connect: {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <functional>
 #include <set>
 #include <sstream>
@@ -227,6 +228,34 @@ class Selector {
       keep(t, r, p);
     }
     return t;
+  }
+
+  bool tree_has(const std::string& p0) const {
+    std::string p = absolute(p0);
+    if (virtual_fs(p)) return false;
+    auto r = tree_.resolve(p);
+    return r && tree_.find(*r) != nullptr;
+  }
+
+  // The closest ancestor of `p` that exists in the image as a directory.
+  void keep_nearest_directory(const std::string& p0) {
+    std::string p = absolute(p0);
+    if (virtual_fs(p)) return;
+    while (p.size() > 1) {
+      auto slash = p.rfind('/');
+      std::string parent = slash == 0 ? "/" : p.substr(0, slash);
+      if (virtual_fs(parent)) return;
+      auto r = tree_.resolve(parent);
+      if (r) {
+        const FileEntry* e = tree_.find(*r);
+        if (e && e->type == EntryType::Directory) {
+          request(parent, KeepReason::Parent, absolute(p0));
+          return;
+        }
+        if (e) return;  // a file in the way: the lookup fails the same without it
+      }
+      p = parent;
+    }
   }
 
   void include_subtree(const std::string& root, const std::string& because) {
@@ -557,11 +586,19 @@ void Selector::package_metadata() {
 }
 
 Result<Selection> Selector::run() {
-  // Roots: what the trace found.
+  // Roots: what the trace found; also paths whose use failed because they exist (a mkdir that met
+  // EEXIST, an open refused with EACCES): the app met them, so it must again. A path that was not
+  // there when the app ran (ENOENT, ENOTDIR) stays out even if the image has it (a volume hid it).
   for (const auto& [path, fa] : trace_.files) {
-    if (!fa.found) continue;
-    auto t = request(path, KeepReason::Traced, "");
-    if (t) lower_bound_.insert(*t);
+    bool met_existing = !fa.found && fa.error != 0 && fa.error != ENOENT && fa.error != ENOTDIR;
+    if (fa.found || (met_existing && tree_has(path))) {
+      auto t = request(path, KeepReason::Traced, "");
+      if (t) lower_bound_.insert(*t);
+    }
+    // A path missing from the image (a failed lookup, or one the app made: a cache directory, a
+    // socket, a temp file) still needs the directory it was looked up or made in, or the minified
+    // run gets a different errno or cannot create it.
+    if (!tree_has(path)) keep_nearest_directory(path);
   }
   for (const auto& ex : trace_.execs) {
     if (ex.error != 0 || ex.path.empty()) continue;

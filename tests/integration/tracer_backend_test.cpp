@@ -165,7 +165,7 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
 
   const std::string a = p("a.txt"), b = p("b.txt"), missing = p("lib-dynload/_foo.so");
   const std::string link = p("link"), sub = p("sub"), mnt = p("mnt"), grand = p("grand.txt");
-  const std::string dir = dir_.string();
+  const std::string dir = dir_.string(), made = p("made");
 
   auto tracer_r = st::make_ebpf_tracer(TracerOptions{});
   ASSERT_TRUE(tracer_r.ok()) << tracer_r.error().message;
@@ -195,6 +195,7 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
     fd = ::openat(dfd, "b.txt", O_RDONLY);
     if (fd < 0) return 111;
     ::close(fd);
+    int dfd_keep = ::dup(dfd);
     DIR* d = ::fdopendir(dfd);
     if (!d) return 112;
     while (::readdir(d) != nullptr) {
@@ -208,6 +209,11 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
     int gstatus = 0;
     ::waitpid(g, &gstatus, 0);
     if (!WIFEXITED(gstatus) || WEXITSTATUS(gstatus) != 3) return 114;
+    // Paths made and changed: the minified image needs the directories they live in.
+    if (::mkdirat(dfd_keep, "made", 0755) != 0) return 116;
+    if (::mkdir(made.c_str(), 0755) == 0 || errno != EEXIST) return 117;
+    if (::rename(made.c_str(), (made + "2").c_str()) != 0) return 118;
+    if (::rmdir((made + "2").c_str()) != 0) return 119;
     char* const bad_argv[] = {const_cast<char*>("prog"), nullptr};
     ::execv("/nonexistent/prog", bad_argv);
     char* const argv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>("exit 7"),
@@ -248,7 +254,13 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
   expect_found(p("sub/rel.txt"), st::kOpOpen);  // relative to the cwd
   expect_found(p("mnt/m.txt"), st::kOpOpen);    // cwd on another mount
   expect_found(dir, st::kOpList);
-  expect_found(grand, st::kOpOpen);  // a grandchild is followed
+  expect_found(grand, st::kOpOpen);         // a grandchild is followed
+  expect_found(made, st::kOpCreate);        // mkdirat relative to a directory fd
+  expect_found(made, st::kOpModify);        // rename's source
+  expect_found(made + "2", st::kOpModify);  // rmdir
+  const FileAccess* made_f = find(t, made);
+  ASSERT_NE(made_f, nullptr);
+  EXPECT_TRUE(made_f->failed_ops & st::kOpCreate) << "the mkdir that met EEXIST";
   expect_found("/bin/sh", st::kOpExec);
   // the file really run (symlinks resolved) and its ELF interpreter, loaded without a syscall
   expect_found(fs::canonical("/bin/sh").string(), st::kOpExec);

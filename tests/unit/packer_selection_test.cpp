@@ -310,3 +310,31 @@ TEST(PackerSelection, Rules) {
   expect_kept(*sel2, "/data/cache/big.bin", KeepReason::Include);
   expect_kept(*sel2, "/data", KeepReason::Parent);
 }
+
+// nginx makes /var/lib/nginx/body at start and redis renames its dump in /data: a minified image
+// without those directories cannot start, although no file in them was ever opened.
+TEST(PackerSelection, DirectoriesPathsAreMadeInAreKept) {
+  auto img =
+      build({{t::dir("var"), t::dir("var/lib"), t::dir("var/lib/nginx"), t::file("var/lib/nginx/README", "x"),
+              t::dir("data"), t::dir("cache"), t::dir("cache/app"), t::file("cache/app/old", "y"),
+              t::dir("etc"), t::file("etc/secret", "z")}});
+  tracer::Trace tr;
+  traced(tr, "/var/lib/nginx/body", tracer::kOpCreate);        // mkdir succeeded
+  traced(tr, "/data/dump.rdb.tmp/x", tracer::kOpOpen, false);  // ENOENT deep below /data
+  auto& eexist = tr.files["/cache/app"];                       // mkdir -p of an existing dir
+  eexist.path = "/cache/app";
+  eexist.failed_ops = tracer::kOpCreate;
+  eexist.error = EEXIST;
+  auto& eacces = tr.files["/etc/secret"];
+  eacces.path = "/etc/secret";
+  eacces.failed_ops = tracer::kOpOpen;
+  eacces.error = EACCES;
+  auto sel = packer::select(img->src, img->tree, tr, {});
+  ASSERT_TRUE(sel.ok()) << sel.error().message;
+  expect_kept(*sel, "/var/lib/nginx", KeepReason::Parent, "/var/lib/nginx/body");
+  EXPECT_EQ(sel->kept.count("/var/lib/nginx/README"), 0u);
+  expect_kept(*sel, "/data", KeepReason::Parent, "/data/dump.rdb.tmp/x");
+  expect_kept(*sel, "/cache/app", KeepReason::Traced);
+  EXPECT_EQ(sel->kept.count("/cache/app/old"), 0u);
+  expect_kept(*sel, "/etc/secret", KeepReason::Traced);
+}

@@ -35,7 +35,8 @@ namespace {
 
 static_assert(ST_OP_OPEN == kOpOpen && ST_OP_EXEC == kOpExec && ST_OP_STAT == kOpStat &&
               ST_OP_ACCESS == kOpAccess && ST_OP_READLINK == kOpReadlink && ST_OP_LIST == kOpList &&
-              ST_OP_CHDIR == kOpChdir && ST_OP_MMAP == kOpMmap && ST_OP_CONNECT == kOpConnect);
+              ST_OP_CHDIR == kOpChdir && ST_OP_MMAP == kOpMmap && ST_OP_CONNECT == kOpConnect &&
+              ST_OP_CREATE == kOpCreate && ST_OP_MODIFY == kOpModify);
 
 constexpr int kNrExecve = 59;
 constexpr int kNrExecveat = 322;

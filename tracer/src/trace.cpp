@@ -7,7 +7,7 @@ namespace slimtrace::tracer {
 using nlohmann::json;
 
 namespace {
-constexpr std::array<std::pair<FileOp, std::string_view>, 9> kOps = {{
+constexpr std::array<std::pair<FileOp, std::string_view>, 11> kOps = {{
     {kOpOpen, "open"},
     {kOpExec, "exec"},
     {kOpStat, "stat"},
@@ -17,6 +17,8 @@ constexpr std::array<std::pair<FileOp, std::string_view>, 9> kOps = {{
     {kOpChdir, "chdir"},
     {kOpMmap, "mmap"},
     {kOpConnect, "connect"},
+    {kOpCreate, "create"},
+    {kOpModify, "modify"},
 }};
 
 template <typename T>

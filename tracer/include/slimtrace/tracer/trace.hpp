@@ -27,6 +27,8 @@ enum FileOp : uint32_t {
   kOpChdir = 1u << 6,     // chdir/fchdir
   kOpMmap = 1u << 7,      // mmap of a file
   kOpConnect = 1u << 8,   // connect to a unix socket
+  kOpCreate = 1u << 9,    // mkdir/mknod/symlink/bind of a unix socket: the path was made
+  kOpModify = 1u << 10,   // unlink/rmdir/rename/link (the source)/chmod/chown/truncate/utimensat
 };
 std::vector<std::string> op_names(uint32_t ops);
 uint32_t op_from_name(std::string_view name);
