@@ -550,16 +550,27 @@ void Selector::apply_excludes() {
 }
 
 void Selector::package_metadata() {
-  auto kept_nondir = [&](const std::string& p) {
-    auto t = tree_.resolve(p);
-    if (!t || !sel_.kept.count(*t)) return false;
-    const FileEntry* e = tree_.find(*t);
-    return e && e->type != EntryType::Directory;
-  };
+  // Whether `p` exists in the output: kept itself, or reached through kept symlinks (a package
+  // lists /lib/x/libc.so.6 where /lib -> usr/lib). An entry of the image that is not kept (the
+  // /sbin symlink when only /usr/sbin is) does not exist there, whatever it points to.
   auto kept_any = [&](const std::string& p) {
     if (sel_.kept.count(p)) return true;
+    if (tree_.find(p)) return false;
+    std::vector<std::string> via;
+    auto t = tree_.resolve(p, &via);
+    if (!t || !sel_.kept.count(*t)) return false;
+    return std::all_of(via.begin(), via.end(), [&](const std::string& v) { return sel_.kept.count(v) > 0; });
+  };
+  // A package is still there when a file of it (not merely a directory) is.
+  auto kept_nondir = [&](const std::string& p) {
+    if (!kept_any(p)) return false;
+    // A symlink counts unless it stands for a directory (merged /usr: /lib is listed as a
+    // directory by many packages but is base-files' symlink).
+    const FileEntry* e = tree_.find(p);
     auto t = tree_.resolve(p);
-    return t && sel_.kept.count(*t) > 0;
+    const FileEntry* te = t ? tree_.find(*t) : nullptr;
+    if (e && e->type == EntryType::Symlink) return !te || te->type != EntryType::Directory;
+    return te && te->type != EntryType::Directory;
   };
   const std::string status_path = "/var/lib/dpkg/status";
   if (auto status = text_of(status_path)) {

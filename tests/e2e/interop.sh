@@ -10,19 +10,16 @@ SLIMTRACE=${1:?usage: interop.sh PATH-TO-SLIMTRACE}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=tests/e2e/lib/common.bash
 source "$HERE/lib/common.bash"
+source "$HERE/lib/dockerd.bash"
 
 require_root
 require_tools umoci skopeo jq tar setcap getcap dockerd
 [[ -x /bin/busybox ]] || skip "/bin/busybox is missing (Debian package busybox-static)"
 [[ -x $SLIMTRACE ]] || fail "slimtrace binary '$SLIMTRACE' not found"
 SLIMTRACE=$(realpath "$SLIMTRACE")
-# Debian's client, which matches Debian's dockerd; another one earlier in PATH may be newer.
-DOCKER=/usr/bin/docker
-[[ -x $DOCKER ]] || DOCKER=$(command -v docker) || skip "no docker client installed"
 
 T=$(mktemp -d /tmp/slimtrace-interop.XXXXXX)
-DOCKERD_PID=
-DROOT=$T/docker
+DOCKERD_ROOT=$T/docker
 SOCK=
 CID=
 # A name of our own: a running daemon of the user's must not lose an image of theirs to us.
@@ -30,31 +27,11 @@ DNAME=slimtrace-interop-${T##*.}
 DNAME=${DNAME,,}
 LOADED=
 
-stop_dockerd() {
-  [[ -n $DOCKERD_PID ]] || return 0
-  kill -TERM "$DOCKERD_PID" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$DOCKERD_PID" 2>/dev/null || true
-  wait "$DOCKERD_PID" 2>/dev/null || true
-  # The containerd that dockerd started for itself normally exits with it; make sure.
-  local cpid
-  cpid=$(cat "$DROOT/exec/containerd/containerd.pid" 2>/dev/null || true)
-  if [[ -n $cpid ]] && kill -0 "$cpid" 2>/dev/null; then
-    kill -TERM "$cpid" 2>/dev/null || true
-    sleep 1
-    kill -KILL "$cpid" 2>/dev/null || true
-  fi
-  DOCKERD_PID=
-  # Whatever the daemon mounted under its roots (overlay layers, shm, netns), deepest first.
-  awk -v root="$DROOT" 'index($5, root) == 1 { print $5 }' /proc/self/mountinfo | LC_ALL=C sort -r |
-    while read -r m; do umount -l "$m" 2>/dev/null || true; done
-}
-
 cleanup() {
   local rc=$?
   [[ -n $CID ]] && "$DOCKER" -H "$SOCK" rm -f "$CID" >/dev/null 2>&1
   [[ -n $LOADED ]] && "$DOCKER" -H "$SOCK" rmi -f "$DNAME:latest" >/dev/null 2>&1
-  stop_dockerd
+  dockerd_stop
   rm -rf "$T" 2>/dev/null || { sleep 1; rm -rf "$T" || true; }
   exit "$rc"
 }
@@ -132,33 +109,8 @@ same_or_fail "docker-archive output (via skopeo copy + umoci) differs from the i
   "$T/expected.txt" "$T/from-docker.txt"
 
 step "a Docker engine loads the docker-archive output"
-SOCK=unix:///var/run/docker.sock
-if ! "$DOCKER" -H "$SOCK" info >/dev/null 2>&1; then
-  mkdir -p "$DROOT/data" "$DROOT/exec"
-  echo '{}' >"$DROOT/daemon.json"
-  SOCK=unix://$DROOT/docker.sock
-  started=
-  # SLIMTRACE_DOCKER_DRIVERS overrides the order, e.g. "vfs" where overlay mounts are refused.
-  for driver in ${SLIMTRACE_DOCKER_DRIVERS:-overlay2 vfs}; do
-    dockerd --config-file "$DROOT/daemon.json" --data-root "$DROOT/data" --exec-root "$DROOT/exec" \
-      --pidfile "$DROOT/docker.pid" -H "$SOCK" --bridge=none --iptables=false --ip-masq=false \
-      --userland-proxy=false --storage-driver="$driver" >"$DROOT/dockerd-$driver.log" 2>&1 &
-    DOCKERD_PID=$!
-    for _ in $(seq 1 300); do
-      if "$DOCKER" -H "$SOCK" info >/dev/null 2>&1; then started=$driver; break; fi
-      kill -0 "$DOCKERD_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    [[ -n $started ]] && break
-    echo "dockerd with $driver did not come up; log tail:"
-    tail -n 5 "$DROOT/dockerd-$driver.log" || true
-    stop_dockerd
-    rm -rf "$DROOT/data" "$DROOT/exec"
-    mkdir -p "$DROOT/data" "$DROOT/exec"
-  done
-  [[ -n $started ]] || fail "could not start dockerd (logs above)"
-  echo "started dockerd (storage driver $started) on $SOCK"
-fi
+dockerd_start
+SOCK=$DOCKER_SOCK
 LOADED=1
 "$DOCKER" -H "$SOCK" load -i "$T/OUT-docker.tar" | tee "$T/load.txt"
 grep -q "$DNAME:latest" "$T/load.txt" || fail "docker load did not report $DNAME:latest"
