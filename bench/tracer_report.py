@@ -229,9 +229,16 @@ container's processes.
             old = f.read()
     except FileNotFoundError:
         old = ""
-    keep = old.split(HEADING, 1)[0].rstrip("\n")
+    # Replace only this benchmark's section: from its heading to the next "# Benchmark:" heading
+    # or another script's marked section, whichever comes first.
+    before, _, rest = old.partition(HEADING)
+    after = ""
+    if rest:
+        ends = [i for i in (rest.find("\n# Benchmark:"), rest.find("\n<!-- ")) if i >= 0]
+        after = rest[min(ends) + 1:] if ends else ""
+    before = before.rstrip("\n")
     with open(a.results, "w") as f:
-        f.write((keep + "\n\n" if keep else "") + md)
+        f.write((before + "\n\n" if before else "") + md.rstrip("\n") + "\n" + ("\n" + after if after else ""))
     print(md)
 
 
