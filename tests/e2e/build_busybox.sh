@@ -121,6 +121,26 @@ expect_rc 0 "build --no-verify"
 jq_is "$tmp/batch-nv.json" '.verification.ran' false "--no-verify"
 grep -q "skipped" "$tmp/err" || fail "the summary does not say verification was skipped"
 
+step "Ctrl-C during the build: exit 130, no container, mount, work dir or output left"
+mkdir -p "$tmp/w"
+(cd "$tmp" && exec "$slimtrace" --work-dir "$tmp/w" build "oci:$layout:web" "${quick[@]}" \
+  -o "oci:$tmp/interrupted" --continue-after timeout:60 --report "$tmp/interrupted.json" 2>"$tmp/int.err") &
+bpid=$!
+for _ in $(seq 1 100); do grep -q "probing port" "$tmp/int.err" 2>/dev/null && break; sleep 0.1; done
+cpid=$(pgrep -f "$tmp/w/" | head -n 1 || true)
+kill -INT "$bpid"
+set +e
+wait "$bpid"
+rc=$?
+set -e
+expect_rc 130 "interrupted build"
+[[ ! -e $tmp/interrupted && ! -e $tmp/interrupted.json ]] || fail "an interrupted build left output"
+grep -q "$tmp/w" /proc/mounts && fail "mounts left: $(grep "$tmp/w" /proc/mounts)"
+[[ -z $(ls -A "$tmp/w") ]] || fail "work dir left: $(ls -A "$tmp/w")"
+# Processes whose command line names the work dir (the runtime, the container's init).
+pgrep -f "$tmp/w/" >/dev/null && fail "processes left: $(pgrep -af "$tmp/w/")"
+[[ -z $cpid ]] || ! kill -0 "$cpid" 2>/dev/null || fail "process $cpid of the run is still there"
+
 step "profile: a verified seccomp profile and a report, no image"
 set +e
 (cd "$tmp" && "$slimtrace" profile "oci:$layout:tcp" "${quick[@]}" -o "$tmp/tcp.seccomp.json" \
