@@ -83,6 +83,13 @@ for k in "${kinds[@]}"; do
   echo "$k: $in_bytes -> $out_bytes bytes uncompressed, $(jq .seccomp.allowed_count "$r") syscalls"
   ((out_bytes * 4 < in_bytes)) || fail "$k: output $out_bytes is not a small fraction of $in_bytes"
   "$slimtrace" validate "oci:$out:latest" >/dev/null || fail "$k: the output does not validate"
+  if ((${#flags[@]})); then
+    # The extra probe only makes verification sharper; the image name alone must be enough too.
+    "$slimtrace" -q build "oci:$tmp/$k:latest" -o "oci:$tmp/$k.noflags" --report "$tmp/$k.noflags.json" ||
+      fail "$k: build with no flags at all exited $?"
+    [[ $(jq -c '[.outcome, .verification.passed]' "$tmp/$k.noflags.json") == '["ok",true]' ]] ||
+      fail "$k: not verified with no flags: $(jq -c .verification "$tmp/$k.noflags.json")"
+  fi
 
   step "$k: a scanner reads the OS and the kept packages"
   umoci unpack --image "$out:latest" "$tmp/$k.bundle" >/dev/null
