@@ -18,6 +18,7 @@
 #include <mutex>
 #include <thread>
 
+#include "loopback_netns.hpp"
 #include "slimtrace/probe/probe.hpp"
 #include "slimtrace/probe/verify.hpp"
 
@@ -52,17 +53,6 @@ class ReplayServer {
   }
 
  private:
-  static int listen_on(int port) {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 16) != 0) return -1;
-    return s;
-  }
   void serve(int c) {
     std::string req;
     char buf[4096];
@@ -95,18 +85,12 @@ class ReplayServer {
     (void)!::write(c, resp.data(), resp.size());
   }
   void run() {
-    if (::unshare(CLONE_NEWNET) != 0) {
+    if (!slimtrace::testing::enter_new_netns_with_loopback()) {
       failed = true;
       return;
     }
-    int u = ::socket(AF_INET, SOCK_DGRAM, 0);
-    ifreq ifr{};
-    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-    ::ioctl(u, SIOCGIFFLAGS, &ifr);
-    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-    ::ioctl(u, SIOCSIFFLAGS, &ifr);
-    ::close(u);
-    int http = listen_on(8080), tcp = listen_on(7000);
+    int http = slimtrace::testing::listen_on_loopback(8080),
+        tcp = slimtrace::testing::listen_on_loopback(7000);
     if (http < 0 || tcp < 0) {
       failed = true;
       return;
