@@ -10,7 +10,6 @@
 
 #include "slimtrace/fd.hpp"
 #include "slimtrace/image/reference.hpp"
-#include "slimtrace/write_file.hpp"
 
 namespace slimtrace::cli {
 
@@ -74,12 +73,6 @@ std::optional<OpenedImage> open_or_report(const GlobalOptions& g, const std::str
     return std::nullopt;
   }
   return OpenedImage{std::move(work).value(), std::move(img).value()};
-}
-
-// Writes through a temp file in the target's directory and renames it, so readers never see a
-// half-written report.
-Status write_file_atomically(const std::filesystem::path& target, const std::string& data) {
-  return slimtrace::write_file_atomically(target, data);
 }
 
 }  // namespace slimtrace::cli

@@ -8,6 +8,7 @@
 #include "slimtrace/image/file_tree.hpp"
 #include "slimtrace/image/source.hpp"
 #include "slimtrace/workdir.hpp"
+#include "slimtrace/write_file.hpp"
 
 namespace slimtrace::cli {
 
@@ -40,10 +41,6 @@ void add_unpack(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_trace(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_build(CLI::App& app, const GlobalOptions& g, Runner& runner);
 void add_profile(CLI::App& app, const GlobalOptions& g, Runner& runner);
-
-// Writes through a temp file in the target's directory and renames it, so readers (people, CI)
-// never see a half-written report; the temp file is removed on error and on interruption.
-Status write_file_atomically(const std::filesystem::path& target, const std::string& data);
 
 // Prints "slimtrace: <message>" on stderr: the one line a user sees for an expected failure.
 void print_error(const std::string& message);

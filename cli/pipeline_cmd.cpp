@@ -74,12 +74,7 @@ int run_pipeline_command(const GlobalOptions& g, const RunFlags& run, const Pipe
   end_progress();
   if (!res) {
     print_error(res.error().message);
-    switch (tracer::classify_run_error(res.error())) {
-      case tracer::RunFailure::Other:
-        return kExitInternal;
-      default:
-        return exit_code_for_run_error(res.error());
-    }
+    return exit_code_for_run_error(res.error());
   }
   if (!p.report.empty()) {
     auto st = write_file_atomically(p.report, res->report.dump(2) + "\n");
