@@ -50,6 +50,15 @@ void end_progress() {
   }
 }
 
+image::RemoteOptions remote_options(const GlobalOptions& g) {
+  image::RemoteOptions r;
+  r.creds = g.creds;
+  r.tls_verify = g.tls_verify;
+  r.auth_file = g.auth_file;
+  r.chunk_size = g.upload_chunk_size;
+  return r;
+}
+
 std::optional<OpenedImage> open_or_report(const GlobalOptions& g, const std::string& ref_text) {
   auto ref = image::parse_reference(ref_text);
   if (!ref) {
@@ -66,7 +75,7 @@ std::optional<OpenedImage> open_or_report(const GlobalOptions& g, const std::str
     print_error(work.error().message);
     return std::nullopt;
   }
-  image::OpenOptions opts{*platform, work->path()};
+  image::OpenOptions opts{*platform, work->path(), remote_options(g)};
   auto img = image::open_image(*ref, opts);
   if (!img) {
     print_error(img.error().message);

@@ -29,7 +29,14 @@ struct GlobalOptions {
   std::string platform = "linux/amd64";
   bool quiet = false;
   int verbose = 0;
+  // How docker:// registries and docker-daemon: engines are reached.
+  std::string creds;
+  bool tls_verify = true;
+  std::string auth_file;
+  int64_t upload_chunk_size = 0;
 };
+
+image::RemoteOptions remote_options(const GlobalOptions& g);
 
 using Runner = std::function<int()>;
 

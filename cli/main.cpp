@@ -19,6 +19,16 @@ int main(int argc, char** argv) {
                  "Scratch directory (default: $TMPDIR or /tmp); cleaned up on exit");
   app.add_option("--platform", g.platform, "Platform to pick from an image index, os/arch[/variant]")
       ->capture_default_str();
+  app.add_option("--creds", g.creds,
+                 "USER:PASS for docker:// registries (default: the auth file's entry for the registry)");
+  app.add_flag("--tls-verify", g.tls_verify,
+               "docker://: verify the registry's TLS certificate; --tls-verify=false also allows plain http")
+      ->capture_default_str();
+  app.add_option("--auth-file", g.auth_file,
+                 "docker://: auth file with \"auths\" (default: $REGISTRY_AUTH_FILE, "
+                 "$DOCKER_CONFIG/config.json or ~/.docker/config.json)");
+  app.add_option("--upload-chunk-size", g.upload_chunk_size,
+                 "docker://: upload blobs in chunks of this many bytes (default 0: one request per blob)");
   app.add_flag("-q,--quiet", g.quiet, "No progress and no summary on stderr");
   app.add_flag("-v,--verbose", g.verbose, "More log output (repeat for debug)");
 

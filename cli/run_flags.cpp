@@ -13,8 +13,10 @@
 namespace slimtrace::cli {
 
 void add_run_flags(CLI::App* sub, RunFlags& f) {
-  sub->add_option("IMAGE", f.image,
-                  "Image reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, path)")
+  sub->add_option(
+         "IMAGE", f.image,
+         "Image reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME[:TAG], "
+         "docker://REGISTRY/NAME[:TAG|@DIGEST], path)")
       ->required();
   sub->add_option("CMD", f.cmd, "Command replacing the image's Cmd (after --)");
   sub->add_option("--entrypoint", f.entrypoint,

@@ -44,6 +44,7 @@ int run_squash(const GlobalOptions& g, const SquashArgs& a) {
     return kExitBadInput;
   }
   wo.output = *out;
+  wo.remote = remote_options(g);
   wo.tag = a.tag;
   wo.created_by = "slimtrace squash";
   wo.work_dir = opened->work.path();
@@ -64,11 +65,14 @@ int run_squash(const GlobalOptions& g, const SquashArgs& a) {
 void add_squash(CLI::App& app, const GlobalOptions& g, Runner& runner) {
   auto a = std::make_shared<SquashArgs>();
   auto* sub = app.add_subcommand("squash", "Write the flattened image as a single-layer image FROM scratch");
-  sub->add_option("IMAGE", a->image,
-                  "Image reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, path)")
+  sub->add_option(
+         "IMAGE", a->image,
+         "Image reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME[:TAG], "
+         "docker://REGISTRY/NAME[:TAG|@DIGEST], path)")
       ->required();
   sub->add_option("-o,--output", a->output,
-                  "Output reference (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG])")
+                  "Output reference (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], "
+                  "docker-daemon:NAME[:TAG], docker://REGISTRY/NAME[:TAG])")
       ->required();
   sub->add_option("--tag", a->tag, "Tag for the output (default: the one in the output reference)");
   sub->add_option("--compression", a->compression, "Layer compression: gzip, zstd or none")

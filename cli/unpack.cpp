@@ -45,8 +45,10 @@ void add_unpack(CLI::App& app, const GlobalOptions& g, Runner& runner) {
   auto o = std::make_shared<UnpackOptions>();
   auto* sub =
       app.add_subcommand("unpack", "Write the flattened image as a rootfs directory (DIR must not exist)");
-  sub->add_option("IMAGE", o->image,
-                  "Image reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, path)")
+  sub->add_option(
+         "IMAGE", o->image,
+         "Image reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME[:TAG], "
+         "docker://REGISTRY/NAME[:TAG|@DIGEST], path)")
       ->required();
   sub->add_option("DIR", o->dir, "Directory to create")->required();
   sub->add_flag("--no-owner", o->no_owner, "Do not keep file owners (the default when not root)");

@@ -32,7 +32,8 @@ int run_validate(const GlobalOptions& g, const ValidateArgs& a) {
     print_error(work.error().message);
     return kExitBadInput;
   }
-  image::ValidationReport r = image::validate_image(*ref, image::OpenOptions{*platform, work->path()});
+  image::ValidationReport r =
+      image::validate_image(*ref, image::OpenOptions{*platform, work->path(), remote_options(g)});
   end_progress();
   if (a.json) {
     nlohmann::json j = {{"image", ref->to_string()},
@@ -57,8 +58,10 @@ void add_validate(CLI::App& app, const GlobalOptions& g, Runner& runner) {
   auto a = std::make_shared<ValidateArgs>();
   auto* sub = app.add_subcommand(
       "validate", "Check digests, sizes, media types, configs and layers of an image (exit 1 when invalid)");
-  sub->add_option("IMAGE", a->image,
-                  "Image reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, path)")
+  sub->add_option(
+         "IMAGE", a->image,
+         "Image reference (oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME[:TAG], "
+         "docker://REGISTRY/NAME[:TAG|@DIGEST], path)")
       ->required();
   sub->add_flag("--json", a->json, "Print the result as JSON");
   sub->callback([&runner, &g, a] { runner = [&g, a] { return run_validate(g, *a); }; });

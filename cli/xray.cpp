@@ -98,6 +98,8 @@ void add_xray(CLI::App& app, const GlobalOptions& g, Runner& runner) {
       "Efficiency is dive's score: per path, its smallest size over the sum of all its versions' sizes.");
   cmd->add_option("image", args->image,
                   "Image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], "
+                  "docker-daemon:NAME[:TAG], "
+                  "docker://REGISTRY/NAME[:TAG|@DIGEST], "
                   "or a path")
       ->required();
   cmd->add_flag("--json", args->json, "Print the report as JSON (schema slimtrace.xray/v1)");

@@ -26,24 +26,18 @@ std::string archive_err(archive* a) {
   const char* s = archive_error_string(a);
   return s ? s : "unknown archive error";
 }
-}  // namespace
 
-Status extract_archive(const fs::path& file, const fs::path& dest) {
-  ArchiveReadPtr a(archive_read_new());
-  archive_read_support_format_tar(a.get());
-  archive_read_support_filter_all(a.get());
-  if (archive_read_open_filename(a.get(), file.c_str(), 1 << 20) != ARCHIVE_OK)
-    return Error{"open archive '" + file.string() + "': " + archive_err(a.get())};
+// The loop shared by the file and stream forms; `name` is what errors call the archive.
+Status extract_entries(archive* ar, const std::string& name, const fs::path& dest) {
   std::vector<char> buf(1 << 20);
   archive_entry* e = nullptr;
   for (;;) {
-    int r = archive_read_next_header(a.get(), &e);
+    int r = archive_read_next_header(ar, &e);
     if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
-      return Error{"read archive '" + file.string() + "': " + archive_err(a.get())};
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Error{"read archive '" + name + "': " + archive_err(ar)};
     const char* raw = archive_entry_pathname(e);
     auto norm = normalize_entry_path(raw ? raw : "");
-    if (!norm) return Error{"archive '" + file.string() + "': " + norm.error().message};
+    if (!norm) return Error{"archive '" + name + "': " + norm.error().message};
     if (*norm == "/") continue;
     fs::path out = dest / norm->substr(1);
     std::error_code ec;
@@ -65,8 +59,8 @@ Status extract_archive(const fs::path& file, const fs::path& dest) {
         UniqueFd fd(::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644));
         if (!fd.valid()) return Error::from_errno("create '" + out.string() + "'");
         for (;;) {
-          la_ssize_t n = archive_read_data(a.get(), buf.data(), buf.size());
-          if (n < 0) return Error{"read archive member '" + std::string(raw) + "': " + archive_err(a.get())};
+          la_ssize_t n = archive_read_data(ar, buf.data(), buf.size());
+          if (n < 0) return Error{"read archive member '" + std::string(raw) + "': " + archive_err(ar)};
           if (n == 0) break;
           const char* p = buf.data();
           auto left = static_cast<size_t>(n);
@@ -85,6 +79,25 @@ Status extract_archive(const fs::path& file, const fs::path& dest) {
     }
   }
   return {};
+}
+}  // namespace
+
+Status extract_archive(const fs::path& file, const fs::path& dest) {
+  ArchiveReadPtr a(archive_read_new());
+  archive_read_support_format_tar(a.get());
+  archive_read_support_filter_all(a.get());
+  if (archive_read_open_filename(a.get(), file.c_str(), 1 << 20) != ARCHIVE_OK)
+    return Error{"open archive '" + file.string() + "': " + archive_err(a.get())};
+  return extract_entries(a.get(), file.string(), dest);
+}
+
+Status extract_archive_fd(int fd, const std::string& name, const fs::path& dest) {
+  ArchiveReadPtr a(archive_read_new());
+  archive_read_support_format_tar(a.get());
+  archive_read_support_filter_all(a.get());
+  if (archive_read_open_fd(a.get(), fd, 1 << 20) != ARCHIVE_OK)
+    return Error{"open archive '" + name + "': " + archive_err(a.get())};
+  return extract_entries(a.get(), name, dest);
 }
 
 Result<fs::path> resolve_within(const fs::path& root, const std::string& rel) {

@@ -12,6 +12,7 @@
 
 #include "archive_util.hpp"
 #include "io_util.hpp"
+#include "remote_transport.hpp"
 #include "slimtrace/fd.hpp"
 #include "slimtrace/image/digest.hpp"
 #include "slimtrace/image/layer_reader.hpp"
@@ -402,6 +403,31 @@ Result<SourceImage> open_image(const ImageRef& ref, const OpenOptions& options) 
   switch (ref.transport) {
     case Transport::OciLayout:
       return wrap(open_layout(ref, ref.path, options.platform));
+    case Transport::Registry:
+    case Transport::DockerDaemon: {
+      if (options.work_dir.empty())
+        return Error{ref.to_string() + ": no work directory to fetch the image into"};
+      fs::path dest = options.work_dir / "input-remote";
+      for (int i = 1; fs::exists(dest); ++i) dest = options.work_dir / ("input-remote-" + std::to_string(i));
+      if (ref.transport == Transport::Registry) {
+        if (auto st = detail::registry_pull(ref, options.platform, options.remote, dest); !st)
+          return st.error().context(ref.to_string());
+        return wrap(open_layout(ref, dest, options.platform));
+      }
+      if (auto st = detail::daemon_save(ref, options.remote, dest); !st)
+        return st.error().context(ref.to_string());
+      // The engine's archive holds just this image; its RepoTags may name it differently
+      // (by ID, or normalised), so it is read as the only image there.
+      ImageRef only = ref;
+      only.transport = Transport::DockerArchive;
+      only.tag.clear();
+      auto r = open_docker_dir(only, dest);
+      if (r) {
+        r->ref = ref;
+        r->platform = r->platform.os.empty() ? options.platform : r->platform;
+      }
+      return wrap(std::move(r));
+    }
     case Transport::OciArchive:
     case Transport::DockerArchive: {
       if (options.work_dir.empty())

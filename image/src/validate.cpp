@@ -10,6 +10,7 @@
 
 #include "archive_util.hpp"
 #include "io_util.hpp"
+#include "remote_transport.hpp"
 #include "slimtrace/fd.hpp"
 #include "slimtrace/image/digest.hpp"
 #include "slimtrace/image/layer_reader.hpp"
@@ -386,9 +387,18 @@ ValidationReport validate_image(const ImageRef& ref, const OpenOptions& options)
     extracted = tmpl;
     register_cleanup_path(extracted);
     root = extracted;
-    if (auto st = detail::extract_archive(ref.path, extracted); !st) {
-      report.problems.push_back(ref.to_string() + ": " + st.error().message);
+    Status fetched;
+    if (ref.transport == Transport::Registry) {
+      // The pull checks every blob against its digest; what arrives is then checked as a layout.
+      root = extracted / "image";
+      fetched = detail::registry_pull(ref, options.platform, options.remote, root);
+    } else if (ref.transport == Transport::DockerDaemon) {
+      root = extracted / "image";
+      fetched = detail::daemon_save(ref, options.remote, root);
+    } else {
+      fetched = detail::extract_archive(ref.path, extracted);
     }
+    if (!fetched) report.problems.push_back(ref.to_string() + ": " + fetched.error().message);
   }
 
   std::error_code ec;
@@ -398,7 +408,8 @@ ValidationReport validate_image(const ImageRef& ref, const OpenOptions& options)
     bool has_docker = fs::exists(root / "manifest.json", ec);
     if (!fs::is_directory(root, ec)) {
       v.problem("'" + root.string() + "' is not a directory");
-    } else if (ref.transport == Transport::DockerArchive && has_docker) {
+    } else if ((ref.transport == Transport::DockerArchive || ref.transport == Transport::DockerDaemon) &&
+               has_docker) {
       // Docker 25 archives hold both; `docker load` reads manifest.json, so that is what counts,
       // but the OCI side must be valid too.
       if (has_index) v.check_index_json();

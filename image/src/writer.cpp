@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "io_util.hpp"
+#include "remote_transport.hpp"
 #include "slimtrace/fd.hpp"
 #include "slimtrace/image/digest.hpp"
 #include "slimtrace/image/layer_reader.hpp"
@@ -849,7 +850,35 @@ Result<WrittenImage> write_archive(const Inputs& in, const fs::path& scratch, co
   return w;
 }
 
+// docker: and docker-daemon: outputs: a complete layout in the scratch space first, so nothing
+// reaches the registry or the engine unless the whole image was written.
+Result<WrittenImage> write_remote(const Inputs& in, const fs::path& scratch, const std::string& tag) {
+  SLIMTRACE_ASSIGN_OR_RETURN(fs::path staging_path, make_temp_dir(scratch, "outgoing"));
+  TempDir staging(staging_path);
+  json annotations = json::object();
+  if (!tag.empty()) annotations["org.opencontainers.image.ref.name"] = tag;
+  SLIMTRACE_ASSIGN_OR_RETURN(WrittenImage w,
+                             write_layout(in, LayoutTarget{staging_path, false, {}, annotations}));
+  SLIMTRACE_TRY(publish_layout(staging_path, in.options.output, in.options.remote, in.progress));
+  return w;
+}
+
 }  // namespace
+
+Status publish_layout(const fs::path& layout, const ImageRef& output, const RemoteOptions& remote,
+                      const ProgressFn& progress) {
+  if (output.transport == Transport::Registry) {
+    SLIMTRACE_ASSIGN_OR_RETURN(std::string digest, detail::registry_push(layout, output, remote, progress));
+    (void)digest;
+    return {};
+  }
+  if (output.transport == Transport::DockerDaemon) {
+    SLIMTRACE_ASSIGN_OR_RETURN(std::string id, detail::daemon_load(layout, output, remote, progress));
+    (void)id;
+    return {};
+  }
+  return Error{"publish " + output.to_string() + ": not a docker: or docker-daemon: reference"};
+}
 
 std::set<std::string> select_all(const FileTree& tree) {
   std::set<std::string> all;
@@ -879,8 +908,10 @@ Result<WrittenImage> write_image(const SourceImage& source, const FileTree& tree
 
   std::string tag = options.tag.empty() ? options.output.tag : options.tag;
   Inputs in{source, *plan, spool->get(), *offsets, options, progress};
-  Result<WrittenImage> r = options.output.transport == Transport::OciLayout ? write_oci_dir(in, tag)
-                                                                            : write_archive(in, scratch, tag);
+  Result<WrittenImage> r = options.output.is_remote() ? write_remote(in, scratch, tag)
+                           : options.output.transport == Transport::OciLayout
+                               ? write_oci_dir(in, tag)
+                               : write_archive(in, scratch, tag);
   if (!r) return fail(r.error());
   return r;
 }

@@ -75,7 +75,7 @@ TEST(Reference, UnknownRefsAreClearErrors) {
   EXPECT_NE(r.error().message.find("/definitely/not/here"), std::string::npos);
   EXPECT_NE(r.error().message.find("no such file"), std::string::npos) << r.error().message;
 
-  r = parse_reference("docker://registry/x");
+  r = parse_reference("containers-storage:x");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message.find("not supported"), std::string::npos);
 

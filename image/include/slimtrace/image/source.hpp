@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "slimtrace/image/reference.hpp"
+#include "slimtrace/image/remote.hpp"
 #include "slimtrace/result.hpp"
 
 namespace slimtrace::image {
@@ -62,6 +63,8 @@ struct OpenOptions {
   Platform platform;
   // Scratch space for archive transports; a unique subdirectory is made and removed on exit.
   std::filesystem::path work_dir;
+  // How docker: and docker-daemon: sources are reached.
+  RemoteOptions remote = {};
 };
 
 // Opens an image, verifying every manifest, index and config blob against its digest and size.

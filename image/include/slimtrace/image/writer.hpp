@@ -36,6 +36,8 @@ struct WriteOptions {
   // hardlink group share one inode, so an override on one member applies to the whole group
   // (except members whose content is replaced: they are files of their own).
   std::map<std::string, MetadataOverride> overrides;
+  // How docker: and docker-daemon: outputs are reached.
+  RemoteOptions remote = {};
 };
 
 struct WrittenImage {
@@ -58,6 +60,12 @@ struct WrittenImage {
 Result<WrittenImage> write_image(const SourceImage& source, const FileTree& tree,
                                  const std::set<std::string>& selection, const WriteOptions& options,
                                  const ProgressFn& progress = {});
+
+// Sends the image of the OCI layout `layout` (exactly one manifest) to a docker: or docker-daemon:
+// reference: what write_image does for those outputs once the layout is complete. Lets a caller
+// that already holds a verified layout hand over exactly those bytes.
+Status publish_layout(const std::filesystem::path& layout, const ImageRef& output,
+                      const RemoteOptions& remote, const ProgressFn& progress = {});
 
 // Every path of the tree: the selection that writes the flattened image back.
 std::set<std::string> select_all(const FileTree& tree);
