@@ -152,9 +152,13 @@ void add_build(CLI::App& app, const GlobalOptions& g, Runner& runner) {
   add_run_flags(sub, a->run);
   sub->add_option(
       "-o,--output", a->output,
-      "Output image reference (default: an OCI layout beside the input, named after it with .slim)");
+      "Output image reference, any transport (default: an OCI layout beside the input, named after it "
+      "with .slim; for docker-daemon:NAME:TAG input, NAME.slim:TAG loaded into the same engine; for "
+      "docker:// input, ./NAME.slim)");
   sub->add_option("--tag", a->tag, "Tag of the output image (default: the input's, or latest)");
-  sub->add_option("--seccomp-out", a->seccomp_out, "Seccomp profile to write (default: OUTPUT.seccomp.json)");
+  sub->add_option("--seccomp-out", a->seccomp_out,
+                  "Seccomp profile to write (default: OUTPUT.seccomp.json; for docker-daemon: and docker:// "
+                  "outputs NAME_TAG.seccomp.json in the current directory)");
   sub->add_option("--compression", a->compression, "Layer compression: gzip, zstd or none")
       ->capture_default_str();
   add_pipeline_flags(sub, a->pipeline, true);

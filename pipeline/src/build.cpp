@@ -131,14 +131,19 @@ Result<BuildResult> build(const image::SourceImage& input, const image::FileTree
   image::WriteOptions wo;
   wo.compression = o.compression;
   wo.work_dir = o.work_dir;
+  wo.remote = o.remote;
+  std::optional<image::WrittenImage> staged_written;
   wo.tag = !o.tag.empty() ? o.tag : (o.output && !o.output->tag.empty() ? o.output->tag : "latest");
   if (o.verify) {
     const image::SourceImage* vimage = &input;
     const image::FileTree* vtree = &tree;
     if (o.output) {
       phase.start("pack", "packing the minified image");
-      wo.output = image::ImageRef{image::Transport::OciLayout, o.work_dir / "staged", wo.tag, std::nullopt};
-      SLIMTRACE_TRY(packer::pack(input, tree, res.selection, wo, o.progress));
+      wo.output = image::ImageRef{};
+      wo.output.transport = image::Transport::OciLayout;
+      wo.output.path = o.work_dir / "staged";
+      wo.output.tag = wo.tag;
+      SLIMTRACE_ASSIGN_OR_RETURN(staged_written, packer::pack(input, tree, res.selection, wo, o.progress));
       image::OpenOptions oo;
       oo.platform = input.platform;
       oo.work_dir = o.work_dir;
@@ -211,7 +216,11 @@ Result<BuildResult> build(const image::SourceImage& input, const image::FileTree
   bool write_outputs = res.outcome == BuildOutcome::Ok || o.keep_unverified;
   if (write_outputs) {
     phase.start("write", o.output ? "writing " + o.output->to_string() : "writing the seccomp profile");
-    if (o.output) {
+    if (o.output && o.output->is_remote() && staged_written) {
+      // The registry or engine gets exactly the bytes that were verified.
+      SLIMTRACE_TRY(image::publish_layout(o.work_dir / "staged", *o.output, o.remote, o.progress));
+      res.written = staged_written;
+    } else if (o.output) {
       wo.output = *o.output;
       SLIMTRACE_ASSIGN_OR_RETURN(image::WrittenImage w,
                                  packer::pack(input, tree, res.selection, wo, o.progress));
@@ -230,6 +239,22 @@ Result<BuildResult> build(const image::SourceImage& input, const image::FileTree
 
 image::ImageRef default_output_for(const image::ImageRef& input) {
   image::ImageRef out;
+  if (input.transport == image::Transport::DockerDaemon) {
+    // Back into the same engine, as NAME.slim:TAG (an image ID gives its short form as the name).
+    out.transport = image::Transport::DockerDaemon;
+    out.repository = input.repository.empty() ? input.digest.substr(7, 12) : input.repository;
+    out.repository += ".slim";
+    out.tag = input.tag.empty() ? "latest" : input.tag;
+    return out;
+  }
+  if (input.transport == image::Transport::Registry) {
+    // Never pushed anywhere unasked: an OCI layout in the current directory, named after it.
+    std::string last = input.repository.substr(input.repository.rfind('/') + 1);
+    out.transport = image::Transport::OciLayout;
+    out.path = last + ".slim";
+    out.tag = input.tag.empty() ? "latest" : input.tag;
+    return out;
+  }
   out.transport = image::Transport::OciLayout;
   std::filesystem::path p = input.path;
   while (!p.empty() && !p.has_filename()) p = p.parent_path();  // "dir/" -> "dir"
@@ -253,6 +278,13 @@ image::ImageRef default_output_for(const image::ImageRef& input) {
 }
 
 std::filesystem::path default_seccomp_path_for(const image::ImageRef& output) {
+  if (output.is_remote()) {
+    // In the current directory, named after the image: "web.slim:1" -> "web.slim_1.seccomp.json".
+    std::string name = output.repository.empty() ? output.digest.substr(7, 12) : output.repository;
+    name = name.substr(name.rfind('/') + 1);
+    if (!output.tag.empty()) name += "_" + output.tag;
+    return std::filesystem::path(name + ".seccomp.json");
+  }
   std::filesystem::path p = output.path;
   while (!p.empty() && !p.has_filename()) p = p.parent_path();
   return p.parent_path() / (p.filename().string() + ".seccomp.json");

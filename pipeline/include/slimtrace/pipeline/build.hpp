@@ -43,6 +43,7 @@ struct BuildOptions {
   bool verify = true;
   bool keep_unverified = false;
   image::Compression compression = image::Compression::Gzip;
+  image::RemoteOptions remote = {};                // docker:// and docker-daemon: outputs
   std::filesystem::path work_dir;                  // scratch; removed by its owner
   std::vector<Phase> phases;                       // done before build() (reading the input), for the report
   std::function<void(const std::string&)> notice;  // one line per phase, for people
@@ -79,6 +80,10 @@ Result<BuildResult> build(const image::SourceImage& input, const image::FileTree
 
 // The lines a person reads on stderr after a build: sizes, kept files, syscalls, verification.
 std::string summary_text(const nlohmann::json& report);
+
+// The same report as GitHub-flavoured Markdown for a CI job summary: the outcome first, then
+// sizes, seccomp, verification (with the differences when it failed) and removed xray findings.
+std::string summary_markdown(const nlohmann::json& report);
 
 // Default output for an input: an OCI layout beside it, named after it with ".slim"
 // (oci:/x/app:v1 -> oci:/x/app.slim:v1; docker-archive:/x/app.tar -> oci:/x/app.slim:latest).
