@@ -1,17 +1,44 @@
 #include "pipeline_cmd.hpp"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 
+#include "slimtrace/fd.hpp"
 #include "slimtrace/probe/probe.hpp"
 
 namespace slimtrace::cli {
+namespace {
+
+// A job summary file collects the output of several steps, so it is appended to, never replaced.
+Status append_to_file(const std::string& path, const std::string& text) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (!fd.valid()) return Error::from_errno("open '" + path + "'");
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::from_errno("write '" + path + "'");
+    done += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+}  // namespace
 
 void add_pipeline_flags(CLI::App* sub, PipelineFlags& p, bool building) {
   sub->add_option("--report", p.report, "Where to write the JSON report (docs/report.md)")
       ->capture_default_str();
+  sub->add_option("--report-format", p.report_format,
+                  "json: the JSON report only; github: also a Markdown summary for a CI job summary, "
+                  "appended to --summary, else to $GITHUB_STEP_SUMMARY when set, else printed on stdout")
+      ->check(CLI::IsMember({"json", "github"}))
+      ->capture_default_str();
+  sub->add_option("--summary", p.summary,
+                  "With --report-format github: the file the Markdown summary is appended to");
   sub->add_option("--seccomp-default-action", p.seccomp_default_action,
                   "What the profile does to syscalls the app never made: errno:EPERM, errno:ENOSYS, kill, "
                   "trap or log")
@@ -60,6 +87,7 @@ int run_pipeline_command(const GlobalOptions& g, const RunFlags& run, const Pipe
       {"read", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), false});
   o.probes.image_ports = probe::exposed_tcp_ports(opened->image.config);
   o.work_dir = opened->work.path();
+  o.remote = remote_options(g);
   o.progress = progress;
   if (!g.quiet) {
     auto notice = [](const std::string& line) {
@@ -81,6 +109,18 @@ int run_pipeline_command(const GlobalOptions& g, const RunFlags& run, const Pipe
     if (!st) {
       print_error(st.error().message);
       return kExitInternal;
+    }
+  }
+  if (p.report_format == "github") {
+    std::string md = pipeline::summary_markdown(res->report);
+    std::string target = p.summary;
+    if (target.empty())
+      if (const char* env = std::getenv("GITHUB_STEP_SUMMARY"); env && *env) target = env;
+    if (target.empty() || target == "-") {
+      std::fwrite(md.data(), 1, md.size(), stdout);
+    } else if (auto st = append_to_file(target, md); !st) {
+      // The job summary is a convenience; the build's own outcome decides the exit code.
+      std::fprintf(stderr, "slimtrace: warning: job summary not written: %s\n", st.error().message.c_str());
     }
   }
   for (const auto& path : p.explain) {

@@ -13,6 +13,8 @@ namespace slimtrace::cli {
 
 struct PipelineFlags {
   std::string report = "slimtrace.report.json";
+  std::string report_format = "json";  // json, or github: a Markdown summary as well
+  std::string summary;                 // where the Markdown goes (default: $GITHUB_STEP_SUMMARY or stdout)
   std::string seccomp_default_action = "errno:EPERM";
   bool no_verify = false;
   bool keep_unverified = false;

@@ -227,4 +227,106 @@ std::string summary_text(const nlohmann::json& r) {
   return s.str();
 }
 
+std::string summary_markdown(const nlohmann::json& r) {
+  auto mb = [](const nlohmann::json& v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f MB", v.is_number() ? v.get<double>() / 1e6 : 0.0);
+    return std::string(buf);
+  };
+  // Paths and messages come from the image; keep them from breaking the table or the markup.
+  auto cell = [](std::string text) {
+    std::string out;
+    for (char c : text) {
+      if (c == '|')
+        out += "\\|";
+      else if (c == '\n')
+        out += "<br>";
+      else if (c == '`')
+        out += "'";
+      else
+        out += c;
+    }
+    return out;
+  };
+  auto str = [](const nlohmann::json& j, const char* key) {
+    return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+  };
+  std::ostringstream s;
+  std::string outcome = str(r, "outcome");
+  std::string command = str(r, "command");
+  const auto& in = r["input"];
+  const char* mark = outcome == "ok" ? "✅" : "❌";
+  s << "### " << mark << " slimtrace " << command << ": `" << cell(str(in, "ref")) << "`\n\n";
+  if (outcome == "probe-failed")
+    s << "**The original image failed its probes** (exit 5): nothing to compare a minified image with.\n\n";
+  else if (outcome == "verify-failed")
+    s << "**Verification failed** (exit 6): the minified image did not behave like the original.\n\n";
+  if (!str(r, "message").empty()) s << "```\n" << str(r, "message") << "\n```\n\n";
+
+  s << "| | input | output |\n|---|---:|---:|\n";
+  const auto& out = r["output"];
+  bool written = out.is_object() && out.value("written", false);
+  auto row = [&](const char* what, const char* key) {
+    s << "| " << what << " | " << mb(in.value(key, nlohmann::json(0))) << " | "
+      << (written ? mb(out.value(key, nlohmann::json(0))) : std::string("-")) << " |\n";
+  };
+  row("compressed", "compressed_bytes");
+  row("uncompressed", "uncompressed_bytes");
+  if (r.contains("files") && r["files"].is_object()) {
+    const auto& f = r["files"];
+    s << "| files | " << f.value("kept_count", 0) + f.value("removed_count", 0) << " | "
+      << f.value("kept_count", 0) << " |\n";
+  }
+  s << "\n";
+  if (out.is_object())
+    s << "- **image:** `" << cell(str(out, "ref")) << "`"
+      << (written ? " (" + str(out, "manifest_digest") + ")" : std::string(" (not written)")) << "\n";
+  if (r["seccomp"].is_object()) {
+    const auto& sc = r["seccomp"];
+    s << "- **seccomp:** " << sc.value("allowed_count", 0) << " syscalls allowed, default action `"
+      << str(sc, "default_action") << "`";
+    if (sc.value("written", false)) s << ", profile `" << cell(str(sc, "path")) << "`";
+    s << "\n";
+  }
+  const auto& v = r["verification"];
+  if (v.is_object() && v.value("ran", false)) {
+    s << "- **verification:** " << (v.value("passed", false) ? "passed" : "failed") << ", same probes"
+      << (v.value("under_seccomp_profile", false) ? " under the seccomp profile" : "") << "\n";
+  } else if (command == "build" && outcome == "ok") {
+    s << "- **verification:** skipped (`--no-verify`)\n";
+  }
+  s << "- **time:** " << static_cast<int>(r.value("seconds_total", 0.0) * 10) / 10.0 << " s\n";
+  if (v.is_object() && v.contains("differences") && !v["differences"].empty()) {
+    s << "\n| probe | original | minified |\n|---|---|---|\n";
+    for (const auto& d : v["differences"])
+      s << "| " << cell(str(d, "probe")) << " | " << cell(str(d, "original")) << " | "
+        << cell(str(d, "minified")) << " |\n";
+  }
+  if (v.is_object() && v.contains("missing_paths") && !v["missing_paths"].empty()) {
+    s << "\nPaths the minified image lacked:\n\n";
+    for (const auto& p : v["missing_paths"]) s << "- `" << cell(p.get<std::string>()) << "`\n";
+  }
+  if (r.contains("xray") && r["xray"].is_object()) {
+    const auto& x = r["xray"];
+    if (x.contains("findings_removed") && !x["findings_removed"].empty()) {
+      s << "\n<details><summary>xray findings removed with the unused files</summary>\n\n";
+      for (const auto& f : x["findings_removed"])
+        s << "- " << cell(str(f, "severity")) << " `" << cell(str(f, "id")) << "`: " << cell(str(f, "title"))
+          << "\n";
+      s << "\n</details>\n";
+    }
+    if (x.contains("findings_remaining") && !x["findings_remaining"].empty()) {
+      s << "\n**xray findings still in the output:**\n\n";
+      for (const auto& f : x["findings_remaining"])
+        s << "- " << cell(str(f, "severity")) << " `" << cell(str(f, "id")) << "`: " << cell(str(f, "title"))
+          << "\n";
+    }
+  }
+  if (r.contains("warnings") && !r["warnings"].empty()) {
+    s << "\n**Warnings:**\n\n";
+    for (const auto& w : r["warnings"]) s << "- " << cell(w.get<std::string>()) << "\n";
+  }
+  return s.str();
+}
+
 }  // namespace slimtrace::pipeline
