@@ -147,6 +147,15 @@ dk image inspect "$WEB.slim:1" >"$T/slim.json" || fail "no $WEB.slim:1 in the en
 orig_size=$(dk image inspect -f '{{.Size}}' "$WEB:1")
 slim_size=$(jq '.[0].Size' "$T/slim.json")
 [[ $slim_size -lt $orig_size ]] || fail "the minified image ($slim_size bytes) is not smaller than $orig_size"
+# The engine holds exactly the verified image the report describes.
+[[ $(jq -r '.[0].Id' "$T/slim.json") == $(jq -r .output.config_digest "$T/report.json") ]] ||
+  fail "the engine's $WEB.slim:1 is not the config the report names"
+skopeo inspect --daemon-host "$DOCKER_SOCK" "docker-daemon:$WEB.slim:1" >"$T/skopeo-slim.json" ||
+  fail "skopeo cannot inspect docker-daemon:$WEB.slim:1"
+[[ $(jq -c .Layers "$T/skopeo-slim.json") == "[\"$(jq -r .output.diff_id "$T/report.json")\"]" ]] ||
+  fail "skopeo sees layers $(jq -c .Layers "$T/skopeo-slim.json"), the report names $(jq -r .output.diff_id "$T/report.json")"
+[[ $(jq -r .input.config_digest "$T/report.json") == $(dk image inspect -f '{{.Id}}' "$WEB:1") ]] ||
+  fail "the report's input config is not the engine's image ID of $WEB:1"
 
 step "the original and the minified image serve the same pages in the engine"
 # fetch IMAGE: starts IMAGE without network (loopback only) and prints the pages as served to a
