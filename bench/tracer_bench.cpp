@@ -248,7 +248,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tracer_bench: %s\n", ref.error().message.c_str());
     return 1;
   }
-  auto img = st::image::open_image(*ref, {st::image::Platform{}, work->path() / "open"});
+  auto img = st::image::open_image(*ref, {st::image::Platform{}, work->path() / "open", {}});
   if (!img) {
     std::fprintf(stderr, "tracer_bench: %s\n", img.error().message.c_str());
     return 1;
@@ -327,6 +327,7 @@ int main(int argc, char** argv) {
       {"wrk_self_cpu_seconds", wrk_cpu},
       {"wrk_bpf", wrk_bpf},
       {"events", t.events},
+      {"repeated_lookups", t.repeated_lookups},
       {"dropped_events", t.dropped_events},
       {"files", t.files.size()},
       {"processes", t.processes.size()},

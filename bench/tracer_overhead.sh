@@ -22,6 +22,8 @@ done
 
 # The release preset's settings in a build dir of its own, so a concurrent build/release is untouched.
 BUILD=${BENCH_BUILD_DIR:-$SRC/build/bench-release}
+# BENCH_RESULTS=FILE writes the section there instead (a trial run that leaves RESULTS.md alone).
+RESULTS=${BENCH_RESULTS:-$SRC/bench/RESULTS.md}
 # An already configured dir (e.g. BENCH_BUILD_DIR=build/<yours>) is built as it is.
 [[ -f $BUILD/CMakeCache.txt ]] || cmake --preset release -B "$BUILD" >/dev/null
 cmake --build "$BUILD" --target tracer_bench >/dev/null
@@ -69,7 +71,8 @@ for i in $(seq 1 "$REPS"); do
   for mode in none ebpf; do
     run loop "$mode" -- /bin/syscall_loop "$LOOP_ITERATIONS" 0 /data/file
   done
-  run paced ebpf -- /bin/syscall_loop "$PACED_ITERATIONS" "$PACED_RATE" /data/file
+  # Distinct missing paths: repeats of one lookup would be counted in the kernel, not sent.
+  run paced ebpf -- /bin/syscall_loop "$PACED_ITERATIONS" "$PACED_RATE" /data/missing distinct
   # The order rotates between repetitions, so drift in the machine's load favours no mode.
   wrk_modes=(none ebpf attached)
   for k in 0 1 2; do
@@ -88,7 +91,7 @@ done
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 step "done in $(($(date +%s) - started)) s"
 
-python3 bench/tracer_report.py "$OUT" "$SRC/bench/RESULTS.md" \
+python3 bench/tracer_report.py "$OUT" "$RESULTS" \
   --reps "$REPS" --loop-iterations "$LOOP_ITERATIONS" --paced-rate "$PACED_RATE" \
   --paced-iterations "$PACED_ITERATIONS" --wrk-seconds "$WRK_SECONDS" \
   --load "$load_before / $load_after" --command "bench/tracer_overhead.sh $*"

@@ -25,6 +25,7 @@
 #define ST_ARGV_BYTES 2048   /* all argv entries together */
 #define ST_DATA_SIZE 12288   /* bounds every masked write above */
 #define ST_MAX_SYSCALLS 512  /* syscall numbers recorded in the `syscalls` map */
+#define ST_PID_WORDS 65536   /* u64 words of a pid bitmap: 2^22 pids, the kernel's PID_MAX_LIMIT */
 
 /* Same values as slimtrace::tracer::FileOp (ebpf_tracer.cpp checks it). */
 #define ST_OP_OPEN (1u << 0)
@@ -72,6 +73,12 @@ struct st_hdr {
   __u32 nr;  /* syscall number (PATH/RET) */
 };
 
+/* Identity of a path lookup, see st_path_event.key. */
+struct st_key {
+  __u64 h1;
+  __u64 h2;
+};
+
 struct st_path_event {
   struct st_hdr h;
   __u32 op;         /* FileOp bit (slimtrace::tracer::FileOp) */
@@ -82,6 +89,12 @@ struct st_path_event {
   __u16 base_len;   /* bytes of the base components */
   __u16 argv_len;   /* bytes of argv strings */
   __u16 argc;
+  __u32 pad;
+  /* Identity of (op, user path, base directory or target): a later lookup with the same key and
+   * outcome is not reported again, only counted (the `seen` map). {0, 0}: not deduplicated
+   * (execs, paths read at exit). A 128-bit hash: two different lookups share a key with a
+   * probability of about n^2 / 2^129 for n distinct lookups. */
+  struct st_key key;
   char data[ST_DATA_SIZE];
 };
 
@@ -89,9 +102,19 @@ struct st_ret_event {
   struct st_hdr h;
   __s64 ret;
   __u32 path_len; /* deferred user path, including NUL; 0: none */
-  __u32 pad;
+  __u32 repeat;   /* no PATH event preceded: the path is the one reported earlier with `key` */
+  struct st_key key; /* the key of the PATH event (or of the earlier one when `repeat`) */
   char data[ST_PATH_MAX];
 };
+
+/* Value of the `seen` map, keyed by st_path_event.key. */
+struct st_seen {
+  __u32 outcomes; /* ST_OUTCOME_* already reported for the key */
+  __u32 pad;
+  __u64 repeats;  /* lookups not reported because their key and outcome were */
+};
+#define ST_OUTCOME_OK 1u
+#define ST_OUTCOME_FAILED 2u
 
 struct st_exec_event {
   struct st_hdr h;

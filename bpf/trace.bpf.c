@@ -3,8 +3,14 @@
  * container init's host pid) and reports the paths its syscalls look up, its execs, forks and
  * exits, and the set of syscall numbers it makes once a seccomp filter is active.
  *
- * Only tracepoints are used (raw_tp for sys_enter/sys_exit, tp_btf for sched_*): fentry, kprobes
- * and BPF-LSM are unavailable on many hosts, and raw/BTF tracepoints attach without tracefs. */
+ * Only tracepoints are used (raw_tp for sys_enter, tp/syscalls/sys_exit_<name> for the exits of the
+ * path syscalls, or raw_tp sys_exit where those cannot be attached, tp_btf for sched_*): fentry,
+ * kprobes and BPF-LSM are unavailable on many hosts.
+ *
+ * Cost: sys_enter runs for every syscall on the host, so processes that are not followed leave
+ * after one bit test in a pid bitmap (no hash lookup, no helper call). A lookup repeated with the
+ * same path, op and outcome (a web server opening the file it serves) is reported once and then
+ * only counted in the `seen` map. */
 #include "vmlinux.h"
 
 #include <bpf/bpf_core_read.h>
@@ -83,8 +89,10 @@ struct {
  * LRU: a task killed inside a syscall never reaches sys_exit. */
 struct pending_call {
   __u32 nr;
-  __u32 deferred; /* the user path is to be read at exit */
+  __u16 deferred; /* the user path is to be read at exit */
+  __u16 repeat;   /* no PATH event was sent: the key was seen before */
   __u64 upath;
+  struct st_key key;
 };
 
 struct {
@@ -123,6 +131,36 @@ struct {
   __type(value, __u64);
 } dropped SEC(".maps");
 
+/* Path lookups already reported, by st_path_event.key. Not LRU: user space adds the repeats
+ * counted here to the files' counts at the end, so an entry must not vanish; when the map is full,
+ * new keys are simply reported every time. Allocated as used. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 65536);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct st_key);
+  __type(value, struct st_seen);
+} seen SEC(".maps");
+
+/* Followed processes (tgid bit set), and those of them known to run in the container: the first
+ * test of every syscall on the host. User space sets bits of `followed` through the mmapped .bss. */
+__u64 followed_bits[ST_PID_WORDS];
+__u64 inside_bits[ST_PID_WORDS];
+
+/* Pids never exceed PID_MAX_LIMIT (2^22), so the mask loses nothing; it is what the verifier
+ * accepts as a bound (clang moves a comparison away from the access). */
+static __always_inline int test_pid(__u64 *bits, __u32 pid) {
+  return (bits[(pid >> 6) & (ST_PID_WORDS - 1)] >> (pid & 63)) & 1;
+}
+
+static __always_inline void set_pid(__u64 *bits, __u32 pid) {
+  __sync_fetch_and_or(&bits[(pid >> 6) & (ST_PID_WORDS - 1)], 1ull << (pid & 63));
+}
+
+static __always_inline void clear_pid(__u64 *bits, __u32 pid) {
+  __sync_fetch_and_and(&bits[(pid >> 6) & (ST_PID_WORDS - 1)], ~(1ull << (pid & 63)));
+}
+
 static __always_inline void count_drop(void) {
   __u32 zero = 0;
   __u64 *n = bpf_map_lookup_elem(&dropped, &zero);
@@ -136,9 +174,6 @@ static __always_inline __u64 wakeup_flags(void) {
                                                                   : BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline int is_tracked(__u32 tgid) {
-  return bpf_map_lookup_elem(&tracked, &tgid) != 0;
-}
 
 /* The seccomp filter the followed root had when it was first seen. The root is the runtime's
  * `create` process, followed before it execs; a task belongs to the container once its filter
@@ -168,28 +203,37 @@ static __always_inline void note_root(struct task_struct *task, __u32 tgid) {
   b->set = 1;
 }
 
-static __always_inline int in_container(struct task_struct *task) {
+static __always_inline int filter_in_container(__u64 f) {
   __u32 zero = 0;
   struct root_filter *b = bpf_map_lookup_elem(&baseline, &zero);
   if (!b || !b->set) return 0;
-  __u64 f = (__u64)BPF_CORE_READ(task, seccomp.filter);
   return f != 0 && f != b->ptr;
 }
 
-/* The hot path of every syscall of a followed process: one hash lookup. Whether the process runs
- * in the container is remembered in `tracked` (a filter can never be removed, and by
- * sched_process_exit the kernel has already dropped it), so the filter is compared only until
- * the process is inside. */
-static __always_inline int followed_in_container(__u32 tgid, struct task_struct **task_out) {
+static __always_inline int in_container(struct task_struct *task) {
+  return filter_in_container((__u64)BPF_CORE_READ(task, seccomp.filter));
+}
+
+/* Followed, but not yet known to be inside: the runtime before it loads the container's filter. */
+static __noinline int followed_slow(__u32 tgid) {
   __u32 *v = bpf_map_lookup_elem(&tracked, &tgid);
   if (!v) return 0;
   struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  *task_out = task;
-  if (*v == ST_TRACKED_CONTAINER) return 1;
   note_root(task, tgid);
   if (!in_container(task)) return 0;
   *v = ST_TRACKED_CONTAINER;
+  set_pid(inside_bits, tgid);
   return 1;
+}
+
+/* The hot path of every syscall on the host: a bit test, and a second one for followed processes.
+ * Whether a process runs in the container is remembered (a filter can never be removed, and by
+ * sched_process_exit the kernel has already dropped it), so the filter is compared only until
+ * the process is inside. */
+static __always_inline int followed_in_container(__u32 tgid) {
+  if (!test_pid(followed_bits, tgid)) return 0;
+  if (test_pid(inside_bits, tgid)) return 1;
+  return followed_slow(tgid);
 }
 
 /* Called only for tasks in_container(). */
@@ -298,16 +342,50 @@ __noinline int read_argv(struct st_path_event *e, __u32 pos, __u64 argv_ptr) {
   return (int)pos;
 }
 
+/* Hashes the user path (len bytes at e->data, NUL included) with two seeds into e->key. Reads
+ * whole words: bytes past the string are left over from earlier events and masked out. */
+__noinline int hash_key(struct st_path_event *e, __u32 len, __u64 s1, __u64 s2) {
+  if (!e) return 0;
+  __u64 h1 = s1 ^ 0x9e3779b97f4a7c15ull, h2 = s2 ^ 0xc2b2ae3d27d4eb4full;
+  if (len > ST_PATH_MAX) len = ST_PATH_MAX;
+  for (__u32 i = 0; i < ST_PATH_MAX / 8; i++) {
+    __u32 off = i * 8;
+    if (off >= len) break;
+    __u64 w = *(__u64 *)&e->data[off & (ST_PATH_MAX - 8)];
+    __u32 left = len - off;
+    if (left < 8) w &= (1ull << (left * 8)) - 1;
+    h1 = (h1 ^ w) * 0xff51afd7ed558ccdull;
+    h1 ^= h1 >> 32;
+    h2 = (h2 + w) * 0xc4ceb9fe1a85ec53ull;
+    h2 = (h2 << 27) | (h2 >> 37);
+  }
+  h1 ^= len;
+  h2 ^= (__u64)len << 32;
+  /* murmur3's finaliser on each */
+  h1 ^= h1 >> 33; h1 *= 0xff51afd7ed558ccdull; h1 ^= h1 >> 33; h1 *= 0xc4ceb9fe1a85ec53ull; h1 ^= h1 >> 33;
+  h2 ^= h2 >> 33; h2 *= 0xc4ceb9fe1a85ec53ull; h2 ^= h2 >> 33; h2 *= 0xff51afd7ed558ccdull; h2 ^= h2 >> 33;
+  e->key.h1 = h1;
+  e->key.h2 = h2 | 1; /* never {0, 0} */
+  return 0;
+}
+
+static __always_inline __u64 mix64(__u64 x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return x;
+}
+
 SEC("raw_tp/sys_enter")
 int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
   __u64 id = bpf_get_current_pid_tgid();
   __u32 tgid = id >> 32, tid = (__u32)id;
-  struct task_struct *task = 0;
-  if (!followed_in_container(tgid, &task)) return 0;
-  struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+  if (!followed_in_container(tgid)) return 0;
   long nr = (long)ctx->args[1];
   record_syscall(nr);
   if (!is_path_syscall(nr)) return 0;
+  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+  struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 
   unsigned long a0 = BPF_CORE_READ(regs, di), a1 = BPF_CORE_READ(regs, si);
   __u32 op = 0;
@@ -406,6 +484,9 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
   e->base_len = 0;
   e->argv_len = 0;
   e->argc = 0;
+  e->pad = 0;
+  e->key.h1 = 0;
+  e->key.h2 = 0;
 
   __u32 pos = 0;
   int deferred = 0;
@@ -446,6 +527,27 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     }
     want_base = base.dentry != 0;
   }
+
+  struct pending_call call = {.nr = (__u32)nr, .deferred = (__u16)deferred, .upath = (__u64)upath};
+  /* Execs are all reported (argv, process tree); a path read only at exit has no key yet. */
+  if (!deferred && op != ST_OP_EXEC) {
+    /* The base enters the key by identity: the dentry and mount, and the dentry's parent and
+     * name, so that a dentry freed and reused elsewhere does not pass for the old one. */
+    __u64 parent = 0, name = 0;
+    if (want_base) {
+      parent = (__u64)BPF_CORE_READ(base.dentry, d_parent);
+      name = BPF_CORE_READ(base.dentry, d_name.hash_len);
+    }
+    __u64 s1 = mix64(((__u64)op << 8 | e->base_kind | (__u64)e->base_flags << 32) ^ (__u64)base.dentry);
+    __u64 s2 = mix64((__u64)base.mnt ^ mix64(parent ^ mix64(name)));
+    hash_key(e, e->path_len, s1, s2);
+    call.key = e->key;
+    if (bpf_map_lookup_elem(&seen, &call.key)) {
+      call.repeat = 1;
+      bpf_map_update_elem(&pending, &tid, &call, BPF_ANY);
+      return 0;
+    }
+  }
   if (want_base) pos = (__u32)walk_path(e, pos, (__u64)base.dentry, (__u64)base.mnt);
   if (argv) pos = (__u32)read_argv(e, pos, (__u64)argv);
 
@@ -453,43 +555,56 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     count_drop();
     return 0;
   }
-  struct pending_call call = {.nr = (__u32)nr, .deferred = (__u32)deferred, .upath = (__u64)upath};
   bpf_map_update_elem(&pending, &tid, &call, BPF_ANY);
   return 0;
 }
 
-SEC("raw_tp/sys_exit")
-int on_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
-  __u64 id = bpf_get_current_pid_tgid();
-  __u32 tgid = id >> 32, tid = (__u32)id;
-  struct task_struct *task = 0;
-  if (!followed_in_container(tgid, &task)) return 0;
-  struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-  long ret = (long)ctx->args[1];
-  long nr = BPF_CORE_READ(regs, orig_ax);
-  /* also at exit: the seccomp()/prctl() that loaded the filter, and calls in progress then */
+/* Interrupted syscalls (the container was stopped while one blocked) did find their path; user
+ * space counts them as successes too. */
+static __always_inline __u32 outcome_of(long ret) {
+  if (ret >= 0 || ret < -4095 || ret == -4 /* EINTR */ || (ret <= -512 && ret >= -516))
+    return ST_OUTCOME_OK;
+  return ST_OUTCOME_FAILED;
+}
+
+static __always_inline void on_exit_of(__u32 tgid, __u32 tid, long nr, long ret) {
+  if (!followed_in_container(tgid)) return;
+  /* also at exit: the seccomp()/prctl() that loaded the filter (and, with the raw sys_exit
+   * program, calls in progress then) */
   record_syscall(nr);
   /* Only path syscalls left an entry in `pending`: spare the others the hash lookup. */
-  if (!is_path_syscall(nr)) return 0;
+  if (!is_path_syscall(nr)) return;
 
   struct pending_call *want = bpf_map_lookup_elem(&pending, &tid);
-  if (!want) return 0;
+  if (!want) return;
   struct pending_call call = *want;
   bpf_map_delete_elem(&pending, &tid);
-  if (call.nr != (__u32)nr) return 0;
+  if (call.nr != (__u32)nr) return;
   /* a successful exec is reported by sched_process_exec, which knows the pre-exec tid */
-  if ((nr == NR_execve || nr == NR_execveat) && ret == 0) return 0;
+  if ((nr == NR_execve || nr == NR_execveat) && ret == 0) return;
+
+  __u32 outcome = outcome_of(ret);
+  int keyed = call.key.h1 != 0 || call.key.h2 != 0;
+  struct st_seen *s = 0;
+  if (keyed) {
+    s = bpf_map_lookup_elem(&seen, &call.key);
+    if (call.repeat && s && (s->outcomes & outcome)) {
+      __sync_fetch_and_add(&s->repeats, 1);
+      return;
+    }
+  }
 
   __u32 zero = 0;
   struct st_ret_event *r = bpf_map_lookup_elem(&ret_scratch, &zero);
-  if (!r) return 0;
+  if (!r) return;
   r->h.kind = ST_EV_RET;
   r->h.pid = tgid;
   r->h.tid = tid;
   r->h.nr = (__u32)nr;
   r->ret = ret;
   r->path_len = 0;
-  r->pad = 0;
+  r->repeat = call.repeat;
+  r->key = call.key;
   __u64 size = offsetof(struct st_ret_event, data);
   if (call.deferred) {
     long n = bpf_probe_read_user_str(r->data, ST_PATH_MAX, (const char *)call.upath);
@@ -499,15 +614,58 @@ int on_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
     }
   }
   if (size > sizeof(*r)) size = sizeof(*r);
-  if (bpf_ringbuf_output(&events, r, size, wakeup_flags())) count_drop();
+  if (bpf_ringbuf_output(&events, r, size, wakeup_flags())) {
+    count_drop();
+    return;
+  }
+  /* Only what user space has received may be left out next time. */
+  if (!keyed) return;
+  if (s) {
+    __sync_fetch_and_or(&s->outcomes, outcome);
+    return;
+  }
+  struct st_seen fresh = {.outcomes = outcome};
+  if (bpf_map_update_elem(&seen, &call.key, &fresh, BPF_NOEXIST) != 0) {
+    s = bpf_map_lookup_elem(&seen, &call.key); /* raced with another thread, or the map is full */
+    if (s) __sync_fetch_and_or(&s->outcomes, outcome);
+  }
+}
+
+/* Fallback when the per-syscall exit tracepoints cannot be attached: runs for every syscall. */
+SEC("raw_tp/sys_exit")
+int on_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
+  __u64 id = bpf_get_current_pid_tgid();
+  __u32 tgid = id >> 32;
+  if (!test_pid(followed_bits, tgid)) return 0;
+  struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+  on_exit_of(tgid, (__u32)id, BPF_CORE_READ(regs, orig_ax), (long)ctx->args[1]);
+  return 0;
+}
+
+/* The context the kernel passes to BPF programs on syscall tracepoints (perf_call_bpf_exit). */
+struct syscall_exit_args {
+  __u64 regs;
+  int nr;
+  int pad;
+  long ret;
+};
+
+/* Attached by user space to sys_exit_<name> of every path syscall, and of seccomp and prctl: the
+ * kernel runs it only for those syscalls. The section name is one of them, for libbpf. */
+SEC("tp/syscalls/sys_exit_openat")
+int on_path_exit(struct syscall_exit_args *ctx) {
+  __u64 id = bpf_get_current_pid_tgid();
+  __u32 tgid = id >> 32;
+  if (!test_pid(followed_bits, tgid)) return 0;
+  on_exit_of(tgid, (__u32)id, ctx->nr, ctx->ret);
   return 0;
 }
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) {
-  __u32 tgid = BPF_CORE_READ(p, tgid);
-  if (!is_tracked(tgid)) return 0;
-  if (!in_container(p)) return 0;
+  __u32 tgid = p->tgid;
+  if (!test_pid(followed_bits, tgid)) return 0;
+  if (!test_pid(inside_bits, tgid) && !filter_in_container((__u64)p->seccomp.filter)) return 0;
   struct st_exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     count_drop();
@@ -568,14 +726,20 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child) {
-  __u32 ptgid = BPF_CORE_READ(parent, tgid);
-  if (!is_tracked(ptgid)) return 0;
-  __u32 ctgid = BPF_CORE_READ(child, tgid);
-  if (BPF_CORE_READ(child, pid) != (int)ctgid) return 0; /* a thread of a followed process */
-  /* The runtime's own helper processes are followed (they become the container) but not reported. */
-  int inside = in_container(child);
-  __u32 state = inside ? ST_TRACKED_CONTAINER : ST_TRACKED_CHILD;
-  bpf_map_update_elem(&tracked, &ctgid, &state, BPF_ANY);
+  __u32 ptgid = parent->tgid;
+  if (!test_pid(followed_bits, ptgid)) return 0;
+  __u32 ctgid = child->tgid;
+  if (child->pid != (int)ctgid) return 0; /* a thread of a followed process */
+  /* The runtime's own helper processes are followed (they become the container) but not reported.
+   * Only those need a `tracked` entry: inside is for good, and the bitmaps say it. */
+  int inside = test_pid(inside_bits, ptgid) || filter_in_container((__u64)child->seccomp.filter);
+  if (inside) {
+    set_pid(inside_bits, ctgid);
+  } else {
+    __u32 state = ST_TRACKED_CHILD;
+    bpf_map_update_elem(&tracked, &ctgid, &state, BPF_ANY);
+  }
+  set_pid(followed_bits, ctgid);
   if (!inside) return 0;
 
   struct st_fork_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -587,7 +751,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child) {
   e->h.pid = ctgid;
   e->h.tid = ctgid;
   e->h.nr = 0;
-  e->ppid = BPF_CORE_READ(child, real_parent, tgid);
+  e->ppid = child->real_parent->tgid;
   e->pad = 0;
   bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), child->comm);
   bpf_ringbuf_submit(e, wakeup_flags());
@@ -596,14 +760,15 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child) {
 
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *p) {
-  __u32 tgid = BPF_CORE_READ(p, tgid);
-  if (!is_tracked(tgid)) return 0;
-  __u32 tid = BPF_CORE_READ(p, pid);
+  __u32 tgid = p->tgid;
+  if (!test_pid(followed_bits, tgid)) return 0;
+  __u32 tid = p->pid;
   bpf_map_delete_elem(&pending, &tid);
   /* signal->live drops to zero when the last thread of the process exits */
   if (BPF_CORE_READ(p, signal, live.counter) != 0) return 0;
-  __u32 *state = bpf_map_lookup_elem(&tracked, &tgid);
-  int inside = state && *state == ST_TRACKED_CONTAINER;
+  int inside = test_pid(inside_bits, tgid);
+  clear_pid(followed_bits, tgid);
+  clear_pid(inside_bits, tgid);
   bpf_map_delete_elem(&tracked, &tgid);
   if (!inside) return 0;
 

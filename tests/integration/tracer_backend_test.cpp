@@ -418,6 +418,71 @@ TEST_F(TracerBackendTest, EbpfBurstIsCountedOrDropsAreReported) {
   }
 }
 
+// Repeated identical lookups are sent once and counted in the kernel: the counts stay exact, a
+// lookup whose outcome changes is reported again, and the same relative name in another directory
+// (or after the directory was renamed) is a different path.
+TEST_F(TracerBackendTest, EbpfRepeatedLookupsKeepCountsOutcomesAndDirectories) {
+  if (auto why = ebpf_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  ::mkdir((dir_ / "a").c_str(), 0755);
+  ::mkdir((dir_ / "b").c_str(), 0755);
+  write_file(dir_ / "a" / "same.txt");
+  write_file(dir_ / "b" / "same.txt");
+  const std::string later = p("later.txt"), a = p("a"), b = p("b"), c = p("c");
+  constexpr int kRepeats = 1000;
+  auto tracer_r = st::make_ebpf_tracer(TracerOptions{});
+  ASSERT_TRUE(tracer_r.ok()) << tracer_r.error().message;
+  auto& tracer = *tracer_r;
+  Child child([&]() -> int {
+    allow_all_seccomp();
+    for (int i = 0; i < kRepeats; ++i) {  // fails, then succeeds once it exists
+      if (i == kRepeats / 2) {
+        int made = ::open(later.c_str(), O_WRONLY | O_CREAT, 0644);
+        if (made < 0) return 101;
+        ::close(made);
+      }
+      int fd = ::open(later.c_str(), O_RDONLY);
+      if ((fd >= 0) != (i >= kRepeats / 2)) return 102;
+      if (fd >= 0) ::close(fd);
+    }
+    for (const std::string& d : {a, b, a}) {  // one relative name, two directories
+      if (::chdir(d.c_str()) != 0) return 103;
+      for (int i = 0; i < 10; ++i) {
+        int fd = ::open("same.txt", O_RDONLY);
+        if (fd < 0) return 104;
+        ::close(fd);
+      }
+    }
+    // The cwd's directory renamed: relative lookups now resolve under the new name.
+    if (::chdir(a.c_str()) != 0 || ::rename(a.c_str(), c.c_str()) != 0) return 105;
+    int fd = ::open("same.txt", O_RDONLY);
+    if (fd < 0) return 106;
+    ::close(fd);
+    return 0;
+  });
+  ASSERT_TRUE(tracer->follow(child.pid()).ok());
+  child.release();
+  int status = child.wait({tracer.get()});
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  Trace t;
+  ASSERT_TRUE(tracer->finish(t).ok());
+  ASSERT_EQ(t.dropped_events, 0u);
+  EXPECT_GT(t.repeated_lookups, 0u);
+  const FileAccess* f = find(t, later);
+  ASSERT_NE(f, nullptr);
+  EXPECT_TRUE(f->found);
+  EXPECT_EQ(f->error, ENOENT);
+  EXPECT_TRUE(f->ops & st::kOpOpen);
+  EXPECT_TRUE(f->failed_ops & st::kOpOpen);
+  EXPECT_EQ(f->count, static_cast<uint64_t>(kRepeats + 1));  // + the O_CREAT open
+  ASSERT_NE(find(t, p("a/same.txt")), nullptr);
+  ASSERT_NE(find(t, p("b/same.txt")), nullptr);
+  EXPECT_EQ(find(t, p("a/same.txt"))->count, 20u);
+  EXPECT_EQ(find(t, p("b/same.txt"))->count, 10u);
+  ASSERT_NE(find(t, p("c/same.txt")), nullptr);
+  EXPECT_EQ(find(t, p("c/same.txt"))->count, 1u);
+}
+
 TEST_F(TracerBackendTest, EbpfConcurrentTracesDoNotSeeEachOther) {
   if (auto why = ebpf_skip_reason(); !why.empty()) GTEST_SKIP() << why;
   write_file(dir_ / "one.txt");
@@ -535,7 +600,7 @@ class ContainerTraceTest : public ::testing::TestWithParam<st::TracerKind> {
     write_oci_layout(layout, spec);
     auto ref = slimtrace::image::parse_reference("oci:" + layout.string());
     ASSERT_TRUE(ref) << ref.error().message;
-    auto img = slimtrace::image::open_image(*ref, {slimtrace::image::Platform{}, work_.path() / "open"});
+    auto img = slimtrace::image::open_image(*ref, {slimtrace::image::Platform{}, work_.path() / "open", {}});
     ASSERT_TRUE(img) << img.error().message;
     image_ = std::move(img).value();
     auto tree = slimtrace::image::flatten(image_);

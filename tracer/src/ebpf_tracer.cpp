@@ -3,8 +3,15 @@
 // The only file of the project that includes libbpf.
 #include <bpf/libbpf.h>
 #include <elf.h>
+#include <fcntl.h>
+#include <linux/perf_event.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <spdlog/spdlog.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -112,7 +119,93 @@ int ppid_of(int pid) {
 }
 
 // Interrupted syscalls (the container was stopped while one blocked) did find their path.
+// trace.bpf.c's outcome_of() agrees.
 bool interrupted(int err) { return err == EINTR || (err >= 512 && err <= 516); }
+
+// The syscalls whose exits the tracer needs (tracepoint syscalls/sys_exit_<name>): the path
+// syscalls of trace.bpf.c's is_path_syscall(), under their tracepoint names, and the two that
+// load a seccomp filter, whose exit is the first moment the caller runs in the container.
+constexpr const char* kExitSyscalls[] = {
+    "open",      "newstat",   "newlstat", "mmap",       "access",   "connect",    "execve",     "chdir",
+    "fchdir",    "creat",     "readlink", "getdents64", "openat",   "newfstatat", "readlinkat", "faccessat",
+    "execveat",  "statx",     "openat2",  "faccessat2", "truncate", "rename",     "mkdir",      "rmdir",
+    "link",      "unlink",    "symlink",  "chmod",      "chown",    "lchown",     "mknod",      "bind",
+    "mkdirat",   "mknodat",   "fchownat", "unlinkat",   "renameat", "linkat",     "symlinkat",  "fchmodat",
+    "utimensat", "renameat2", "seccomp",  "prctl",
+};
+
+int parse_id(const char* buf, ssize_t n) {
+  int id = 0;
+  bool any = false;
+  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) {
+    id = id * 10 + (buf[i] - '0');
+    any = true;
+  }
+  return any ? id : -1;
+}
+
+int read_id(const char* path) {
+  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buf[32];
+  ssize_t n = ::read(fd, buf, sizeof buf);
+  ::close(fd);
+  return parse_id(buf, n);
+}
+
+// Ids of the tracepoints syscalls/sys_exit_<name>, -1 where missing. Where tracefs is not mounted,
+// a child mounts it in a mount namespace of its own and reads them there: the host's mounts stay
+// as they are, and nothing is left to unmount on any path.
+std::vector<int> exit_tracepoint_ids() {
+  constexpr size_t kCount = std::size(kExitSyscalls);
+  std::vector<int> ids(kCount, -1);
+  auto paths_under = [](const std::string& root) {
+    std::vector<std::string> out;
+    for (const char* name : kExitSyscalls) out.push_back(root + "/events/syscalls/sys_exit_" + name + "/id");
+    return out;
+  };
+  for (const char* root : {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}) {
+    auto paths = paths_under(root);
+    for (size_t i = 0; i < kCount; ++i) ids[i] = read_id(paths[i].c_str());
+    if (std::all_of(ids.begin(), ids.end(), [](int id) { return id >= 0; })) return ids;
+  }
+  auto paths = paths_under("/sys/kernel/tracing");
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return ids;
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return ids;
+  }
+  if (pid == 0) {
+    // Only plain syscalls from here on: the parent has threads.
+    ::close(fds[0]);
+    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("nodev", "/sys/kernel/tracing", "tracefs", 0, nullptr) != 0)
+      _exit(1);
+    for (size_t i = 0; i < kCount; ++i) {
+      int id = read_id(paths[i].c_str());
+      if (::write(fds[1], &id, sizeof id) != static_cast<ssize_t>(sizeof id)) _exit(1);
+    }
+    _exit(0);
+  }
+  ::close(fds[1]);
+  for (size_t i = 0; i < kCount; ++i) {
+    int id = -1;
+    if (::read(fds[0], &id, sizeof id) != static_cast<ssize_t>(sizeof id)) break;
+    ids[i] = id;
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return ids;
+}
+
+struct KeyHash {
+  size_t operator()(const std::pair<uint64_t, uint64_t>& k) const { return k.first ^ (k.second * 31); }
+};
 
 class EbpfTracer final : public TracerBackend {
  public:
@@ -125,8 +218,12 @@ class EbpfTracer final : public TracerBackend {
     libbpf_set_print(libbpf_to_spdlog);
     skel_ = trace_bpf__open();
     if (!skel_) return load_error(errno);
+    // The exit programs are attached below, one way or the other.
+    bpf_program__set_autoattach(skel_->progs.on_sys_exit, false);
+    bpf_program__set_autoattach(skel_->progs.on_path_exit, false);
     if (int err = trace_bpf__load(skel_); err != 0) return load_error(-err);
     if (int err = trace_bpf__attach(skel_); err != 0) return load_error(-err);
+    SLIMTRACE_TRY(attach_exits());
     rb_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), &EbpfTracer::on_event, this, nullptr);
     if (!rb_) return Error::from_errno("cannot create the BPF ring buffer reader");
     return {};
@@ -137,10 +234,15 @@ class EbpfTracer final : public TracerBackend {
     std::lock_guard lock(mu_);
     if (!skel_) return Error{"ebpf tracer: already finished", 0};
     auto key = static_cast<__u32>(host_pid);
+    if (host_pid <= 0 || key >= ST_PID_WORDS * 64u) {
+      return Error{"ebpf tracer: cannot follow pid " + std::to_string(host_pid) + ": out of range", EINVAL};
+    }
     __u32 root = ST_TRACKED_ROOT;
     if (bpf_map__update_elem(skel_->maps.tracked, &key, sizeof key, &root, sizeof root, BPF_ANY) != 0) {
       return Error::from_errno("ebpf tracer: cannot follow pid " + std::to_string(host_pid));
     }
+    // The programs' first test; the `tracked` entry above must be there before it is set.
+    __atomic_fetch_or(&skel_->bss->followed_bits[key >> 6], __u64{1} << (key & 63), __ATOMIC_SEQ_CST);
     if (!processes_.count(host_pid)) {
       ProcessRecord rec;
       rec.pid = host_pid;
@@ -166,11 +268,13 @@ class EbpfTracer final : public TracerBackend {
     // Stop and drain first (the ring buffer callback takes the lock itself), then collect.
     // Stop new events first, then drain what the programs already wrote.
     trace_bpf__detach(skel_);
+    destroy_exit_links();
     if (rb_) ring_buffer__consume(rb_);
 
     std::lock_guard lock(mu_);
     uint64_t dropped = read_dropped();
     std::vector<std::string> names = read_syscalls();
+    uint64_t repeats = add_repeats();
     teardown();
 
     out.tracer = "ebpf";
@@ -189,6 +293,7 @@ class EbpfTracer final : public TracerBackend {
           "ebpf: no seccomp filter was active in the container, so its syscalls were not recorded");
     }
     out.events = events_;
+    out.repeated_lookups = repeats;
     out.dropped_events = dropped;
     if (unresolved_ > 0) {
       spdlog::debug("ebpf tracer: {} relative paths had no resolvable base directory", unresolved_);
@@ -211,7 +316,8 @@ class EbpfTracer final : public TracerBackend {
     bool base_ok = false;
     bool deferred = false;  // the user path arrives with the RET event
     bool resolved = false;
-    std::string base;  // absolute base directory or target, when base_ok
+    std::pair<uint64_t, uint64_t> key{0, 0};  // st_path_event.key; {0, 0}: none
+    std::string base;                         // absolute base directory or target, when base_ok
     std::string path;
     std::vector<std::string> argv;
   };
@@ -237,7 +343,67 @@ class EbpfTracer final : public TracerBackend {
                  err};
   }
 
+  // Exits of the path syscalls: on their own tracepoints, so the kernel runs no program at all
+  // for the exits of other syscalls, host-wide. Where those cannot be attached (no tracefs, no
+  // syscall tracepoints), the raw sys_exit program, which runs for every syscall.
+  Status attach_exits() {
+    std::vector<int> ids = exit_tracepoint_ids();
+    bool ok = true;
+    for (size_t i = 0; i < ids.size() && ok; ++i) {
+      ok = false;
+      if (ids[i] < 0) break;
+      perf_event_attr attr{};
+      attr.type = PERF_TYPE_TRACEPOINT;
+      attr.size = sizeof attr;
+      attr.config = static_cast<__u64>(ids[i]);
+      attr.sample_period = 1;
+      attr.wakeup_events = 1;
+      long pfd = ::syscall(SYS_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
+      if (pfd < 0) break;
+      bpf_link* link = bpf_program__attach_perf_event(skel_->progs.on_path_exit, static_cast<int>(pfd));
+      if (!link) {
+        ::close(static_cast<int>(pfd));
+        break;
+      }
+      exit_links_.push_back(link);
+      ok = true;
+    }
+    if (ok) return {};
+    spdlog::debug("ebpf tracer: syscall exit tracepoints not attachable; using raw sys_exit");
+    destroy_exit_links();
+    bpf_link* link = bpf_program__attach(skel_->progs.on_sys_exit);
+    if (!link) return load_error(errno);
+    exit_links_.push_back(link);
+    return {};
+  }
+
+  void destroy_exit_links() {
+    for (bpf_link* link : exit_links_) bpf_link__destroy(link);
+    exit_links_.clear();
+  }
+
+  // Lookups the programs left out as repeats of reported ones: added to their files' counts, so
+  // `count` stays the number of lookups. Returns their number.
+  uint64_t add_repeats() {
+    uint64_t total = 0;
+    st_key key{}, next{};
+    const st_key* prev = nullptr;
+    while (bpf_map__get_next_key(skel_->maps.seen, prev, &next, sizeof next) == 0) {
+      key = next;
+      prev = &key;
+      st_seen v{};
+      if (bpf_map__lookup_elem(skel_->maps.seen, &key, sizeof key, &v, sizeof v, 0) != 0 || v.repeats == 0)
+        continue;
+      total += v.repeats;
+      auto it = known_.find({key.h1, key.h2});
+      if (it == known_.end()) continue;  // never resolved: not in the trace either way
+      rec_.files[it->second.first].count += v.repeats;
+    }
+    return total;
+  }
+
   void teardown() {
+    destroy_exit_links();
     if (rb_) ring_buffer__free(rb_);
     rb_ = nullptr;
     if (skel_) trace_bpf__destroy(skel_);
@@ -331,6 +497,7 @@ class EbpfTracer final : public TracerBackend {
     p.base_kind = e.base_kind;
     p.base_ok = (e.base_flags & ST_BASE_OK) != 0;
     p.deferred = (e.base_flags & ST_PATH_DEFERRED) != 0;
+    p.key = {e.key.h1, e.key.h2};
     std::string user = e.path_len > 0 ? std::string(body, strnlen(body, e.path_len)) : std::string();
     if (e.base_kind != ST_BASE_NONE && p.base_ok) {
       auto parts = split_nul(body + e.path_len, e.base_len);
@@ -349,6 +516,15 @@ class EbpfTracer final : public TracerBackend {
     if (size < kHead) return;
     st_ret_event r;
     std::memcpy(&r, data, kHead);
+    int err = (r.ret < 0 && r.ret >= -4095) ? static_cast<int>(-r.ret) : 0;
+    if (interrupted(err)) err = 0;
+    if (r.repeat) {
+      // A known lookup with an outcome not reported before: the kernel sent no PATH event.
+      ++events_;
+      auto k = known_.find({r.key.h1, r.key.h2});
+      if (k != known_.end()) rec_.add_access(k->second.first, k->second.second, err);
+      return;
+    }
     auto it = pending_.find(r.h.tid);
     if (it == pending_.end() || it->second.nr != r.h.nr) return;
     PendingPath p = std::move(it->second);
@@ -358,9 +534,10 @@ class EbpfTracer final : public TracerBackend {
       const char* path = data + kHead;
       resolve(p, len > 0 ? std::string(path, strnlen(path, len)) : std::string());
     }
-    int err = (r.ret < 0 && r.ret >= -4095) ? static_cast<int>(-r.ret) : 0;
-    if (interrupted(err)) err = 0;
-    if (p.resolved) rec_.add_access(p.path, p.op, err);
+    if (p.resolved) {
+      rec_.add_access(p.path, p.op, err);
+      if (p.key.first != 0 || p.key.second != 0) known_.try_emplace(p.key, p.path, p.op);
+    }
     if (p.op == kOpExec) {
       ExecRecord ex;
       ex.pid = p.pid;
@@ -494,6 +671,9 @@ class EbpfTracer final : public TracerBackend {
   TracerOptions options_;
   trace_bpf* skel_ = nullptr;
   ring_buffer* rb_ = nullptr;
+  std::vector<bpf_link*> exit_links_;
+  // st_path_event.key -> (path, op) of the lookups reported, for the repeats sent without a path.
+  std::unordered_map<std::pair<uint64_t, uint64_t>, std::pair<std::string, uint32_t>, KeyHash> known_;
   Trace rec_;  // collects files through Trace::add_access
   std::vector<ExecRecord> execs_;
   std::unordered_map<int, ProcessRecord> processes_;

@@ -92,6 +92,7 @@ json to_json(const Trace& t) {
       {"processes", std::move(procs)},
       {"syscalls", {{"recorded", t.syscalls_recorded}, {"arch", t.seccomp_arch}, {"names", t.syscalls}}},
       {"events", t.events},
+      {"repeated_lookups", t.repeated_lookups},
       {"dropped_events", t.dropped_events},
       {"limitations", t.limitations},
       {"stopped_by_slimtrace", t.stopped_by_slimtrace},
@@ -114,6 +115,7 @@ Result<Trace> trace_from_json(const json& j) {
   SLIMTRACE_ASSIGN_OR_RETURN(t.runtime, get_field<std::string>(j, "runtime", ""));
   SLIMTRACE_ASSIGN_OR_RETURN(t.command, get_field<std::vector<std::string>>(j, "command", {}));
   SLIMTRACE_ASSIGN_OR_RETURN(t.events, get_field<uint64_t>(j, "events", 0));
+  SLIMTRACE_ASSIGN_OR_RETURN(t.repeated_lookups, get_field<uint64_t>(j, "repeated_lookups", 0));
   SLIMTRACE_ASSIGN_OR_RETURN(t.dropped_events, get_field<uint64_t>(j, "dropped_events", 0));
   SLIMTRACE_ASSIGN_OR_RETURN(t.limitations, get_field<std::vector<std::string>>(j, "limitations", {}));
   SLIMTRACE_ASSIGN_OR_RETURN(t.stopped_by_slimtrace, get_field<bool>(j, "stopped_by_slimtrace", false));

@@ -70,6 +70,9 @@ struct Trace {
   std::string seccomp_arch = "SCMP_ARCH_X86_64";
   std::vector<std::string> syscalls;  // sorted names, from the seccomp filter install to the end
   uint64_t events = 0;
+  // Lookups the kernel side did not send because one with the same path, op and outcome had been
+  // (eBPF); they are in the files' counts all the same.
+  uint64_t repeated_lookups = 0;
   uint64_t dropped_events = 0;
   std::vector<std::string> limitations;  // what this trace could not record, e.g. with fanotify
   std::optional<int> exit_code;          // when the container ended by itself
