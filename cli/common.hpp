@@ -21,6 +21,7 @@ enum ExitCode : int {
   kExitRuntimeUnavailable = 4,
   kExitProbeFailed = 5,
   kExitVerifyFailed = 6,
+  kExitOutputFailed = 7,  // the output could not be written: registry refused, engine unreachable, disk
   kExitInternal = 70,
 };
 

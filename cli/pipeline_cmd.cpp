@@ -73,6 +73,14 @@ int run_pipeline_command(const GlobalOptions& g, const RunFlags& run, const Pipe
   o.run = *spec;
   o.probes = *popts;
 
+  // Minutes of tracing and verifying are wasted if the registry then refuses the push.
+  if (o.output) {
+    if (auto st = image::check_output(*o.output, remote_options(g), o.compression); !st) {
+      print_error(st.error().message);
+      return kExitOutputFailed;
+    }
+  }
+
   auto t0 = std::chrono::steady_clock::now();
   auto opened = open_or_report(g, run.image);
   if (!opened) return kExitBadInput;
@@ -146,6 +154,9 @@ int run_pipeline_command(const GlobalOptions& g, const RunFlags& run, const Pipe
     case pipeline::BuildOutcome::ProbeFailed:
       print_error(res->message);
       return kExitProbeFailed;
+    case pipeline::BuildOutcome::WriteFailed:
+      print_error(res->message);
+      return kExitOutputFailed;
     case pipeline::BuildOutcome::VerifyFailed:
       print_error(res->message +
                   (p.keep_unverified ? "" : "\nnothing was written (--keep-unverified writes it anyway)"));

@@ -35,6 +35,19 @@ int run_squash(const GlobalOptions& g, const SquashArgs& a) {
     print_error(out.error().message);
     return kExitBadInput;
   }
+  // A registry or engine names the image by its reference: --tag changes that reference.
+  if (out->is_remote() && !a.tag.empty()) {
+    if (out->transport == image::Transport::DockerDaemon && out->repository.empty()) {
+      print_error("--tag needs a docker-daemon:NAME output, not an image ID");
+      return kExitUsage;
+    }
+    out->tag = a.tag;
+    out->digest.clear();
+  }
+  if (auto st = image::check_output(*out, remote_options(g), wo.compression); !st) {
+    print_error(st.error().message);
+    return kExitOutputFailed;
+  }
   auto opened = open_or_report(g, a.image);
   if (!opened) return kExitBadInput;
   auto progress = make_progress(g);
@@ -56,7 +69,9 @@ int run_squash(const GlobalOptions& g, const SquashArgs& a) {
   }
   spdlog::info("wrote {} files ({} bytes) to {}: layer {} bytes compressed, {} uncompressed", written->files,
                written->file_bytes, out->to_string(), written->compressed_size, written->uncompressed_size);
-  std::printf("%s\n", written->manifest_digest.c_str());
+  // What users then name the image by: docker shows the config digest as the image ID.
+  bool engine = out->transport == image::Transport::DockerDaemon;
+  std::printf("%s\n", (engine ? written->config_digest : written->manifest_digest).c_str());
   return kExitOk;
 }
 

@@ -35,6 +35,11 @@ int run_validate(const GlobalOptions& g, const ValidateArgs& a) {
   image::ValidationReport r =
       image::validate_image(*ref, image::OpenOptions{*platform, work->path(), remote_options(g)});
   end_progress();
+  // Like every other command: an image that cannot be read is bad input (3), not findings (1).
+  if (r.fetch_failed) {
+    print_error(r.problems.front());
+    return kExitBadInput;
+  }
   if (a.json) {
     nlohmann::json j = {{"image", ref->to_string()},
                         {"valid", r.ok()},

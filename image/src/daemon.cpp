@@ -336,6 +336,11 @@ Status check_load_messages(const std::string& body) {
 
 }  // namespace
 
+Status daemon_check(const RemoteOptions& options) {
+  SLIMTRACE_ASSIGN_OR_RETURN(Engine engine, resolve_engine(options));
+  return check_engine(engine);
+}
+
 Status daemon_save(const ImageRef& ref, const RemoteOptions& options, const fs::path& dest,
                    const ProgressFn& progress) {
   SLIMTRACE_ASSIGN_OR_RETURN(Engine engine, resolve_engine(options));

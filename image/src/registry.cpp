@@ -840,7 +840,7 @@ Result<std::string> registry_push(const fs::path& layout, const ImageRef& ref, c
     return q;
   }));
   if (head.status == 200 && head.header("docker-content-digest") == md.digest) return md.digest;
-  if (head.status != 200 && head.status != 404) return c.fail(registry_error(head));
+  // Any other answer (404, or a registry that does not do HEAD on manifests): the PUT decides.
 
   SLIMTRACE_ASSIGN_OR_RETURN(HttpResponse put, c.send([&]() -> Result<HttpRequest> {
     HttpRequest q;
@@ -855,6 +855,32 @@ Result<std::string> registry_push(const fs::path& layout, const ImageRef& ref, c
   if (!acked.empty() && acked != md.digest)
     return c.fail("the registry stored the manifest as " + acked + ", not " + md.digest);
   return md.digest;
+}
+
+Status registry_check_push(const ImageRef& ref, const RemoteOptions& options) {
+  if (ref.transport != Transport::Registry) return Error{"not a docker:// reference"};
+  Client c(ref, options, /*push=*/true);
+  SLIMTRACE_TRY(c.connect());
+  // A token service may grant pull where push was asked for; only starting an upload tells.
+  SLIMTRACE_ASSIGN_OR_RETURN(HttpResponse started, c.send([&]() -> Result<HttpRequest> {
+    HttpRequest q;
+    q.method = "POST";
+    q.url = c.repo_url("blobs/uploads/");
+    return q;
+  }));
+  if (started.status != 202) return c.fail("cannot push: " + registry_error(started));
+  if (std::string location = started.header("location"); !location.empty()) {
+    // Abandoned uploads expire anyway; cancelling is a courtesy, so its answer does not matter.
+    (void)c.send(
+        [&]() -> Result<HttpRequest> {
+          HttpRequest q;
+          q.method = "DELETE";
+          q.url = c.resolve(location);
+          return q;
+        },
+        /*retry=*/false);
+  }
+  return {};
 }
 
 }  // namespace slimtrace::image::detail

@@ -28,6 +28,13 @@ Status registry_pull(const ImageRef& ref, const Platform& platform, const Remote
 Result<std::string> registry_push(const std::filesystem::path& layout, const ImageRef& ref,
                                   const RemoteOptions& options, const ProgressFn& progress = {});
 
+// docker://: checks before any long work that an image can be pushed to ref: the registry answers,
+// accepts the credentials, and lets an upload start (which is then cancelled).
+Status registry_check_push(const ImageRef& ref, const RemoteOptions& options);
+
+// docker-daemon: checks that the engine answers on its socket.
+Status daemon_check(const RemoteOptions& options);
+
 // docker-daemon: streams `GET /images/{name}/get` from the engine and unpacks the docker-save
 // archive into `dest` (a new directory), ready for the docker-archive reader.
 Status daemon_save(const ImageRef& ref, const RemoteOptions& options, const std::filesystem::path& dest,

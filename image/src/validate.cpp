@@ -398,7 +398,10 @@ ValidationReport validate_image(const ImageRef& ref, const OpenOptions& options)
     } else {
       fetched = detail::extract_archive(ref.path, extracted);
     }
-    if (!fetched) report.problems.push_back(ref.to_string() + ": " + fetched.error().message);
+    if (!fetched) {
+      report.problems.push_back(ref.to_string() + ": " + fetched.error().message);
+      report.fetch_failed = ref.is_remote();
+    }
   }
 
   std::error_code ec;

@@ -850,23 +850,8 @@ Result<WrittenImage> write_archive(const Inputs& in, const fs::path& scratch, co
   return w;
 }
 
-// docker: and docker-daemon: outputs: a complete layout in the scratch space first, so nothing
-// reaches the registry or the engine unless the whole image was written.
-Result<WrittenImage> write_remote(const Inputs& in, const fs::path& scratch, const std::string& tag) {
-  SLIMTRACE_ASSIGN_OR_RETURN(fs::path staging_path, make_temp_dir(scratch, "outgoing"));
-  TempDir staging(staging_path);
-  json annotations = json::object();
-  if (!tag.empty()) annotations["org.opencontainers.image.ref.name"] = tag;
-  SLIMTRACE_ASSIGN_OR_RETURN(WrittenImage w,
-                             write_layout(in, LayoutTarget{staging_path, false, {}, annotations}));
-  SLIMTRACE_TRY(publish_layout(staging_path, in.options.output, in.options.remote, in.progress));
-  return w;
-}
-
-}  // namespace
-
-Status publish_layout(const fs::path& layout, const ImageRef& output, const RemoteOptions& remote,
-                      const ProgressFn& progress) {
+Status publish(const fs::path& layout, const ImageRef& output, const RemoteOptions& remote,
+               const ProgressFn& progress) {
   if (output.transport == Transport::Registry) {
     SLIMTRACE_ASSIGN_OR_RETURN(std::string digest, detail::registry_push(layout, output, remote, progress));
     (void)digest;
@@ -877,7 +862,42 @@ Status publish_layout(const fs::path& layout, const ImageRef& output, const Remo
     (void)id;
     return {};
   }
-  return Error{"publish " + output.to_string() + ": not a docker: or docker-daemon: reference"};
+  return Error{"not a docker: or docker-daemon: reference"};
+}
+
+// docker: and docker-daemon: outputs: a complete layout in the scratch space first, so nothing
+// reaches the registry or the engine unless the whole image was written.
+Result<WrittenImage> write_remote(const Inputs& in, const fs::path& scratch, const std::string& tag) {
+  SLIMTRACE_ASSIGN_OR_RETURN(fs::path staging_path, make_temp_dir(scratch, "outgoing"));
+  TempDir staging(staging_path);
+  json annotations = json::object();
+  if (!tag.empty()) annotations["org.opencontainers.image.ref.name"] = tag;
+  SLIMTRACE_ASSIGN_OR_RETURN(WrittenImage w,
+                             write_layout(in, LayoutTarget{staging_path, false, {}, annotations}));
+  SLIMTRACE_TRY(publish(staging_path, in.options.output, in.options.remote, in.progress));
+  return w;
+}
+
+}  // namespace
+
+Status check_output(const ImageRef& output, const RemoteOptions& remote, Compression compression) {
+  auto fail = [&](const Error& e) { return e.context("write " + output.to_string()); };
+  if (output.transport == Transport::DockerDaemon) {
+    if (compression == Compression::Zstd)
+      return Error{"write " + output.to_string() +
+                   ": docker load does not read zstd layers; use --compression gzip or none"};
+    if (auto st = detail::daemon_check(remote); !st) return fail(st.error());
+  } else if (output.transport == Transport::Registry) {
+    if (auto st = detail::registry_check_push(output, remote); !st) return fail(st.error());
+  }
+  return {};
+}
+
+Status publish_layout(const fs::path& layout, const ImageRef& output, const RemoteOptions& remote,
+                      const ProgressFn& progress) {
+  if (auto st = publish(layout, output, remote, progress); !st)
+    return st.error().context("write " + output.to_string());
+  return {};
 }
 
 std::set<std::string> select_all(const FileTree& tree) {
@@ -890,6 +910,8 @@ Result<WrittenImage> write_image(const SourceImage& source, const FileTree& tree
                                  const std::set<std::string>& selection, const WriteOptions& options,
                                  const ProgressFn& progress) {
   auto fail = [&](const Error& e) { return e.context("write " + options.output.to_string()); };
+  if (options.output.transport == Transport::DockerDaemon && options.compression == Compression::Zstd)
+    return fail(Error{"docker load does not read zstd layers; use --compression gzip or none"});
   auto plan = make_plan(tree, selection, options);
   if (!plan) return fail(plan.error());
 

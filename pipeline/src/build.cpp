@@ -67,6 +67,8 @@ std::string_view outcome_name(BuildOutcome o) {
       return "probe-failed";
     case BuildOutcome::VerifyFailed:
       return "verify-failed";
+    case BuildOutcome::WriteFailed:
+      return "write-failed";
   }
   return "ok";
 }
@@ -216,15 +218,27 @@ Result<BuildResult> build(const image::SourceImage& input, const image::FileTree
   bool write_outputs = res.outcome == BuildOutcome::Ok || o.keep_unverified;
   if (write_outputs) {
     phase.start("write", o.output ? "writing " + o.output->to_string() : "writing the seccomp profile");
+    // A refused push or an engine gone away must not cost the verified profile and the report.
+    auto write_failed = [&](const Error& e) {
+      if (res.outcome != BuildOutcome::Ok) {  // --keep-unverified: the failed verification comes first
+        res.message += "\n" + e.message;
+        return;
+      }
+      res.outcome = BuildOutcome::WriteFailed;
+      res.message = e.message;
+    };
     if (o.output && o.output->is_remote() && staged_written) {
       // The registry or engine gets exactly the bytes that were verified.
-      SLIMTRACE_TRY(image::publish_layout(o.work_dir / "staged", *o.output, o.remote, o.progress));
-      res.written = staged_written;
+      if (auto st = image::publish_layout(o.work_dir / "staged", *o.output, o.remote, o.progress); !st)
+        write_failed(st.error());
+      else
+        res.written = staged_written;
     } else if (o.output) {
       wo.output = *o.output;
-      SLIMTRACE_ASSIGN_OR_RETURN(image::WrittenImage w,
-                                 packer::pack(input, tree, res.selection, wo, o.progress));
-      res.written = w;
+      if (auto w = packer::pack(input, tree, res.selection, wo, o.progress); !w)
+        write_failed(w.error());
+      else
+        res.written = *w;
     }
     if (res.profile && !o.seccomp_out.empty()) {
       SLIMTRACE_TRY(write_file_atomically(o.seccomp_out, res.profile->json.dump(2) + "\n"));

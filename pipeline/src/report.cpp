@@ -259,6 +259,8 @@ std::string summary_markdown(const nlohmann::json& r) {
   s << "### " << mark << " slimtrace " << command << ": `" << cell(str(in, "ref")) << "`\n\n";
   if (outcome == "probe-failed")
     s << "**The original image failed its probes** (exit 5): nothing to compare a minified image with.\n\n";
+  else if (outcome == "write-failed")
+    s << "**The image could not be written** (exit 7); it was verified, and the profile is kept.\n\n";
   else if (outcome == "verify-failed")
     s << "**Verification failed** (exit 6): the minified image did not behave like the original.\n\n";
   if (!str(r, "message").empty()) s << "```\n" << str(r, "message") << "\n```\n\n";

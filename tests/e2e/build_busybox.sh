@@ -121,6 +121,15 @@ expect_rc 0 "build --no-verify"
 jq_is "$tmp/batch-nv.json" '.verification.ran' false "--no-verify"
 grep -q "skipped" "$tmp/err" || fail "the summary does not say verification was skipped"
 
+step "an output that cannot be written: exit 7, the verified profile and the report are kept"
+build_run "oci:$layout:batch" -o "oci:/proc/slimtrace-cannot-write" --seccomp-out "$tmp/wf.json" \
+  --report "$tmp/wf-report.json"
+expect_rc 7 "build to an unwritable output"
+jq_is "$tmp/wf-report.json" .outcome '"write-failed"' "outcome of the failed write"
+jq_is "$tmp/wf-report.json" '.verification.passed' true "verification before the failed write"
+[[ -s $tmp/wf.json ]] || fail "the verified profile was lost with the failed write"
+grep -q "/proc/slimtrace-cannot-write" "$tmp/err" || fail "the error does not name the output: $(cat "$tmp/err")"
+
 step "Ctrl-C during the build: exit 130, no container, mount, work dir or output left"
 mkdir -p "$tmp/w"
 (cd "$tmp" && exec "$slimtrace" --work-dir "$tmp/w" build "oci:$layout:web" "${quick[@]}" \

@@ -114,6 +114,15 @@ step "squash from the engine into the engine"
 st -q squash "docker-daemon:$APP:1" -o "docker-daemon:$APP:squashed"
 expect_ok "squash to docker-daemon:$APP:squashed"
 dk image inspect "$APP:squashed" >"$T/squashed.json" || fail "no $APP:squashed in the engine after squash"
+[[ $(cat "$T/out") == $(jq -r '.[0].Id' "$T/squashed.json") ]] ||
+  fail "squash printed '$(cat "$T/out")', not the engine's image ID"
+st -q squash "docker-daemon:$APP:1" -o "docker-daemon:$APP:other" --tag retagged
+expect_ok "squash with --tag"
+dk image inspect "$APP:retagged" >/dev/null || fail "--tag did not name the image in the engine"
+st -q squash "docker-daemon:$APP:1" -o "docker-daemon:$APP:zstd" --compression zstd
+[[ $rc -eq 7 ]] || fail "zstd into the engine: exit $rc, expected 7"
+[[ $(grep -c . "$T/err") -eq 1 ]] && grep -q "docker load does not read zstd layers" "$T/err" ||
+  fail "zstd into the engine: $(cat "$T/err")"
 [[ $(jq '.[0].RootFS.Layers | length' "$T/squashed.json") -eq 1 ]] || fail "the squashed image has not one layer"
 # The same squash written to an OCI layout: the engine must hold exactly that config and layer.
 st -q squash "docker-daemon:$APP:1" -o "oci:$T/SQ:squashed"

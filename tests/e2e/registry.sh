@@ -79,10 +79,11 @@ DIGEST=$("$SLIMTRACE" -q squash oci:"$T/SRC":latest -o docker://"$ANON"/app:1 --
 [[ $(skopeo_digest docker://"$ANON"/app:1) == "$DIGEST" ]] || fail "skopeo sees another digest than $DIGEST"
 
 step "pushing the same image again uploads nothing (existence checks)"
-before=$(grep -c '"POST /v2/app/blobs/uploads/' "$ANON_LOG" || true)
+# Completed uploads are PUTs (the check before a push starts an upload and cancels it).
+before=$(grep -c '"PUT /v2/app/blobs/uploads/' "$ANON_LOG" || true)
 DIGEST_AGAIN=$("$SLIMTRACE" -q squash oci:"$T/SRC":latest -o docker://"$ANON"/app:1 --tls-verify=false)
 [[ $DIGEST_AGAIN == "$DIGEST" ]] || fail "second push: $DIGEST_AGAIN, first $DIGEST"
-after=$(grep -c '"POST /v2/app/blobs/uploads/' "$ANON_LOG" || true)
+after=$(grep -c '"PUT /v2/app/blobs/uploads/' "$ANON_LOG" || true)
 [[ $before -ge 2 && $after -eq $before ]] || fail "uploads before/after the second push: $before/$after"
 
 step "xray and squash read docker:// back"
@@ -140,15 +141,31 @@ same_or_fail "the linux/amd64 image pulled from the index differs" "$SRC_FILE" <
 expect_error "no image for platform linux/arm64 in the index (it has linux/amd64, linux/s390x)" \
   xray docker://"$ANON"/multi:1 --tls-verify=false --platform linux/arm64
 
+step "squash --tag names what is pushed"
+"$SLIMTRACE" -q squash oci:"$T/SRC":latest -o docker://"$ANON"/app:1 --tag v2 --tls-verify=false >/dev/null
+skopeo inspect --tls-verify=false docker://"$ANON"/app:v2 >/dev/null || fail "--tag v2 was not pushed"
+
 step "errors: manifest unknown, unreachable"
 expect_error "docker://$ANON/app:nope: manifest unknown" xray docker://"$ANON"/app:nope --tls-verify=false
 CLOSED=$(registry_free_port)
 expect_error "registry 127.0.0.1:$CLOSED unreachable: Connection refused" \
   xray docker://127.0.0.1:"$CLOSED"/app:1 --tls-verify=false
+set +e
+"$SLIMTRACE" -q validate docker://127.0.0.1:"$CLOSED"/app:1 --tls-verify=false 2>/dev/null
+rc=$?
+set -e
+[[ $rc -eq 3 ]] || fail "validate of an unreachable image: exit $rc, expected 3 (bad input)"
 
 step "htpasswd basic auth: --creds, and an auth file via DOCKER_CONFIG"
 registry_start basic basic alice 's3cret pass'
 BASIC=$REG_HOST
+# Refused before any work: build would otherwise trace and verify, then fail to push.
+if out=$(cd "$T" && "$SLIMTRACE" -q build oci:"$T/SRC":latest -o docker://"$BASIC"/app:never --tls-verify=false \
+  --report "$T/never.json" 2>&1); then fail "build to a registry it may not push to succeeded"; fi
+grep -q "write docker://$BASIC/app:never: unauthorized: authentication required" <<<"$out" ||
+  fail "build to a refusing registry: $out"
+[[ ! -e $T/never.json ]] || fail "build traced although the push could never succeed"
+
 D3=$("$SLIMTRACE" -q squash oci:"$T/SRC":latest -o docker://"$BASIC"/app:1 --tls-verify=false \
   --creds 'alice:s3cret pass')
 [[ $(skopeo_digest --creds 'alice:s3cret pass' docker://"$BASIC"/app:1) == "$D3" ]] || fail "skopeo sees another digest than $D3"

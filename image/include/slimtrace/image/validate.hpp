@@ -14,6 +14,9 @@ struct ValidationReport {
   std::vector<std::string> problems;  // empty: valid
   int manifests = 0;
   int layers = 0;
+  // docker: / docker-daemon: only: the image could not be fetched (engine or registry unreachable,
+  // refused, no such image, or a blob that failed its digest on the way); problems says why.
+  bool fetch_failed = false;
   bool ok() const { return problems.empty(); }
 };
 

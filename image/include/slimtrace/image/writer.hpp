@@ -67,6 +67,11 @@ Result<WrittenImage> write_image(const SourceImage& source, const FileTree& tree
 Status publish_layout(const std::filesystem::path& layout, const ImageRef& output,
                       const RemoteOptions& remote, const ProgressFn& progress = {});
 
+// Checks before long work that `output` can be written as asked: a docker-daemon: engine answers
+// and the compression is one `docker load` reads; a docker:// registry accepts a push with these
+// credentials. Local outputs: nothing to check here.
+Status check_output(const ImageRef& output, const RemoteOptions& remote, Compression compression);
+
 // Every path of the tree: the selection that writes the flattened image back.
 std::set<std::string> select_all(const FileTree& tree);
 

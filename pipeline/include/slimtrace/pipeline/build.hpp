@@ -50,7 +50,9 @@ struct BuildOptions {
   image::ProgressFn progress;
 };
 
-enum class BuildOutcome { Ok, ProbeFailed, VerifyFailed };
+// WriteFailed: verified, but the image could not be written (a registry refused the push, the
+// engine went away, a full disk); the profile and the report are still written.
+enum class BuildOutcome { Ok, ProbeFailed, VerifyFailed, WriteFailed };
 std::string_view outcome_name(BuildOutcome o);
 
 struct Verification {
