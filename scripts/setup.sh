@@ -12,10 +12,24 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev googletest
   libbpf-dev libelf-dev libseccomp-dev bpftool linux-libc-dev
-  # running and test fixtures
-  runc crun busybox-static debootstrap iproute2 util-linux e2fsprogs
+  # running
+  runc crun iproute2 util-linux
+)
+# Test fixtures, interop checks and benchmarks. `--runtime-only` leaves them out: what a CI host
+# that only builds and runs slimtrace needs (it may have its own Docker engine, which Debian's
+# docker.io would conflict with).
+test_packages=(
+  busybox-static debootstrap e2fsprogs
   umoci skopeo docker.io docker-registry wrk jq python3 zstd pigz openssl
 )
+case "${1:-}" in
+  --runtime-only) ;;
+  "") packages+=("${test_packages[@]}") ;;
+  *)
+    echo "usage: $0 [--runtime-only]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
