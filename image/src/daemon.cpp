@@ -414,7 +414,7 @@ Result<std::string> daemon_load(const fs::path& layout, const ImageRef& ref, con
 
   ArchiveStream stream(archive, progress);
   HttpRequest req = request(engine, "POST", "/images/load?quiet=1");
-  req.headers.push_back("Content-Type: application/x-tar");
+  req.headers.emplace_back("Content-Type: application/x-tar");
   req.body_reader = [&stream](char* buf, size_t len) { return stream.read(buf, len); };
   req.body_size = archive.total;
   SLIMTRACE_ASSIGN_OR_RETURN(HttpResponse res, perform(engine, req));
