@@ -85,22 +85,84 @@ struct {
   __type(value, __u32);
 } tracked SEC(".maps");
 
-/* tid -> syscall number of the PATH event emitted at entry, so only those exits are reported.
- * LRU: a task killed inside a syscall never reaches sys_exit. */
+/* The path syscall a task is in, when a PATH event was emitted (or left out as a repeat) at its
+ * entry, so only those exits are reported. A task is in one syscall at a time, so each tid owns a
+ * slot of an array (no hash, no helper call: array lookups are inlined); the rare tid whose slot
+ * another task holds goes to the `pending_spill` hash instead. Task-local storage would need an
+ * allocation for every new process, which costs a forking server more than the hash did. */
+#define ST_PENDING_SLOTS 16384
 struct pending_call {
+  __u32 tid;      /* owner of the slot; 0: free */
   __u32 nr;
   __u16 deferred; /* the user path is to be read at exit */
   __u16 repeat;   /* no PATH event was sent: the key was seen before */
+  __u32 pad;
   __u64 upath;
   struct st_key key;
 };
 
 struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 16384);
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, ST_PENDING_SLOTS);
   __type(key, __u32);
   __type(value, struct pending_call);
 } pending SEC(".maps");
+
+/* LRU: a task killed inside a syscall never reaches its exit. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 4096);
+  __type(key, __u32);
+  __type(value, struct pending_call);
+} pending_spill SEC(".maps");
+
+/* Set once a call went to pending_spill: until then exits need not look there. */
+__u32 spill_used;
+
+static __always_inline struct pending_call *pending_slot(__u32 tid) {
+  __u32 i = tid & (ST_PENDING_SLOTS - 1);
+  return bpf_map_lookup_elem(&pending, &i);
+}
+
+static __always_inline void set_pending(__u32 tid, struct pending_call *call) {
+  call->tid = tid;
+  struct pending_call *slot = pending_slot(tid);
+  if (!slot) return;
+  __u32 owner = __sync_val_compare_and_swap(&slot->tid, 0, tid);
+  if (owner == 0 || owner == tid) {
+    slot->nr = call->nr;
+    slot->deferred = call->deferred;
+    slot->repeat = call->repeat;
+    slot->upath = call->upath;
+    slot->key = call->key;
+    return;
+  }
+  if (!spill_used) spill_used = 1;
+  bpf_map_update_elem(&pending_spill, &tid, call, BPF_ANY);
+}
+
+/* Takes the pending call of `tid` out; 0 when there is none. */
+static __always_inline int take_pending(__u32 tid, struct pending_call *out) {
+  struct pending_call *slot = pending_slot(tid);
+  if (slot && slot->tid == tid) {
+    *out = *slot;
+    __sync_val_compare_and_swap(&slot->tid, tid, 0);
+    return 1;
+  }
+  if (!spill_used) return 0;
+  struct pending_call *p = bpf_map_lookup_elem(&pending_spill, &tid);
+  if (!p) return 0;
+  *out = *p;
+  bpf_map_delete_elem(&pending_spill, &tid);
+  return 1;
+}
+
+/* A task that ends (or changes its tid in an exec) inside a syscall frees its slot. */
+static __always_inline void drop_pending(__u32 tid) {
+  struct pending_call *slot = pending_slot(tid);
+  if (slot && slot->tid == tid) __sync_val_compare_and_swap(&slot->tid, tid, 0);
+  if (spill_used) bpf_map_delete_elem(&pending_spill, &tid);
+}
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -544,7 +606,7 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     call.key = e->key;
     if (bpf_map_lookup_elem(&seen, &call.key)) {
       call.repeat = 1;
-      bpf_map_update_elem(&pending, &tid, &call, BPF_ANY);
+      set_pending(tid, &call);
       return 0;
     }
   }
@@ -555,7 +617,7 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     count_drop();
     return 0;
   }
-  bpf_map_update_elem(&pending, &tid, &call, BPF_ANY);
+  set_pending(tid, &call);
   return 0;
 }
 
@@ -572,13 +634,11 @@ static __always_inline void on_exit_of(__u32 tgid, __u32 tid, long nr, long ret)
   /* also at exit: the seccomp()/prctl() that loaded the filter (and, with the raw sys_exit
    * program, calls in progress then) */
   record_syscall(nr);
-  /* Only path syscalls left an entry in `pending`: spare the others the hash lookup. */
+  /* Only path syscalls left a `pending` slot: spare the others the lookup. */
   if (!is_path_syscall(nr)) return;
 
-  struct pending_call *want = bpf_map_lookup_elem(&pending, &tid);
-  if (!want) return;
-  struct pending_call call = *want;
-  bpf_map_delete_elem(&pending, &tid);
+  struct pending_call call;
+  if (!take_pending(tid, &call)) return;
   if (call.nr != (__u32)nr) return;
   /* a successful exec is reported by sched_process_exec, which knows the pre-exec tid */
   if ((nr == NR_execve || nr == NR_execveat) && ret == 0) return;
@@ -665,6 +725,8 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) {
   __u32 tgid = p->tgid;
   if (!test_pid(followed_bits, tgid)) return 0;
+  /* a thread's exec takes the leader's tid; the execve's exit is looked up under the new one */
+  if ((__u32)old_pid != (__u32)p->pid) drop_pending((__u32)old_pid);
   if (!test_pid(inside_bits, tgid) && !filter_in_container((__u64)p->seccomp.filter)) return 0;
   struct st_exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
@@ -763,7 +825,7 @@ int BPF_PROG(on_exit, struct task_struct *p) {
   __u32 tgid = p->tgid;
   if (!test_pid(followed_bits, tgid)) return 0;
   __u32 tid = p->pid;
-  bpf_map_delete_elem(&pending, &tid);
+  drop_pending(tid);
   /* signal->live drops to zero when the last thread of the process exits */
   if (BPF_CORE_READ(p, signal, live.counter) != 0) return 0;
   int inside = test_pid(inside_bits, tgid);
