@@ -97,7 +97,7 @@ bool platform_matches(const json& p, const Platform& want) {
 
 std::string platform_of(const json& p) {
   if (!p.is_object()) return "unknown";
-  std::string s = p.value("os", "?") + "/" + p.value("architecture", "?");
+  std::string s = detail::json_string(p, "os", "?") + "/" + detail::json_string(p, "architecture", "?");
   if (p.contains("variant") && p["variant"].is_string()) s += "/" + p["variant"].get<std::string>();
   return s;
 }
@@ -108,7 +108,7 @@ std::vector<std::string> layer_history(const json& config) {
   if (!config.contains("history") || !config["history"].is_array()) return out;
   for (const auto& h : config["history"]) {
     if (!h.is_object()) continue;
-    if (h.value("empty_layer", false)) continue;
+    if (detail::json_bool(h, "empty_layer", false)) continue;
     out.push_back(h.contains("created_by") && h["created_by"].is_string() ? h["created_by"].get<std::string>()
                                                                           : "");
   }
@@ -142,8 +142,8 @@ Status finish_from_config(SourceImage& img, const std::string& config_text) {
     img.layers[i].diff_id = diff_ids[i];
     if (i < history.size()) img.layers[i].created_by = history[i];
   }
-  img.platform.os = img.config.value("os", img.platform.os);
-  img.platform.architecture = img.config.value("architecture", img.platform.architecture);
+  img.platform.os = detail::json_string(img.config, "os", img.platform.os);
+  img.platform.architecture = detail::json_string(img.config, "architecture", img.platform.architecture);
   img.platform.variant = img.config.contains("variant") && img.config["variant"].is_string()
                              ? img.config["variant"].get<std::string>()
                              : "";
@@ -155,9 +155,9 @@ Status load_manifest(SourceImage& img, const fs::path& root, const Descriptor& d
   SLIMTRACE_ASSIGN_OR_RETURN(img.manifest, parse_json(text, "manifest " + short_digest(d.digest)));
   if (!img.manifest.is_object()) return Error{"manifest " + short_digest(d.digest) + " is not a JSON object"};
   img.manifest_digest = d.digest;
-  img.manifest_media_type = img.manifest.value("mediaType", d.media_type);
+  img.manifest_media_type = detail::json_string(img.manifest, "mediaType", d.media_type);
   if (img.manifest_media_type.empty()) img.manifest_media_type = std::string(kOciManifest);
-  if (img.manifest.value("schemaVersion", 0) != 2)
+  if (detail::json_int(img.manifest, "schemaVersion", 0) != 2)
     return Error{"manifest " + short_digest(d.digest) +
                  ": unsupported schemaVersion (Docker schema 1 is not supported)"};
   if (!is_manifest_type(img.manifest_media_type))
@@ -232,7 +232,7 @@ Result<SourceImage> open_layout(const ImageRef& ref, const fs::path& root, const
   if (!fs::is_directory(root, ec)) return Error{"'" + root.string() + "' is not a directory"};
   if (auto layout = read_small_file(root / "oci-layout", "oci-layout file"); layout) {
     SLIMTRACE_ASSIGN_OR_RETURN(json lj, parse_json(*layout, "oci-layout file"));
-    if (!lj.is_object() || lj.value("imageLayoutVersion", "") != "1.0.0")
+    if (!lj.is_object() || detail::json_string(lj, "imageLayoutVersion") != "1.0.0")
       return Error{"'" + root.string() + "/oci-layout' does not declare imageLayoutVersion 1.0.0"};
   } else {
     return Error{"'" + root.string() + "' is not an OCI image layout: " + layout.error().message};

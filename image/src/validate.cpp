@@ -61,7 +61,7 @@ class Validator {
     auto text = read_limited(root_ / "oci-layout", 1 << 20);
     if (!text) return problem("oci-layout file missing or unreadable: " + text.error().message);
     json j = json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || j.value("imageLayoutVersion", "") != "1.0.0")
+    if (j.is_discarded() || !j.is_object() || detail::json_string(j, "imageLayoutVersion") != "1.0.0")
       problem("oci-layout file does not declare imageLayoutVersion 1.0.0");
   }
 
@@ -147,7 +147,7 @@ class Validator {
 
   void walk_index(const json& index, const std::string& what, int depth) {
     if (!index.is_object()) return problem(what + " is not a JSON object");
-    if (index.value("schemaVersion", 0) != 2) problem(what + ": schemaVersion is not 2");
+    if (detail::json_int(index, "schemaVersion", 0) != 2) problem(what + ": schemaVersion is not 2");
     if (index.contains("mediaType") &&
         (!index["mediaType"].is_string() || !is_index_type(index["mediaType"].get<std::string>())))
       problem(what + ": unexpected mediaType " + index["mediaType"].dump());
@@ -187,7 +187,7 @@ class Validator {
     std::string what = "manifest " + short_digest(d.digest);
     json m = json::parse(*text, nullptr, false);
     if (m.is_discarded() || !m.is_object()) return problem(what + " is not a valid JSON object");
-    if (m.value("schemaVersion", 0) != 2) problem(what + ": schemaVersion is not 2");
+    if (detail::json_int(m, "schemaVersion", 0) != 2) problem(what + ": schemaVersion is not 2");
     if (m.contains("mediaType") && m["mediaType"] != d.media_type)
       problem(what + ": mediaType " + m["mediaType"].dump() + " differs from its descriptor's '" +
               d.media_type + "'");

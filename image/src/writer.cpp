@@ -694,12 +694,12 @@ Result<WrittenImage> write_layout(const Inputs& in, const LayoutTarget& target) 
   if (target.existing) {
     index = target.existing_index;
     auto& list = index["manifests"];
-    std::string ref_name = target.index_annotations.value("org.opencontainers.image.ref.name", "");
+    std::string ref_name = detail::json_string(target.index_annotations, "org.opencontainers.image.ref.name");
     bool replaced = false;
     if (!ref_name.empty()) {
       for (auto& m : list) {
         if (m.is_object() && m.contains("annotations") && m["annotations"].is_object() &&
-            m["annotations"].value("org.opencontainers.image.ref.name", "") == ref_name) {
+            detail::json_string(m["annotations"], "org.opencontainers.image.ref.name") == ref_name) {
           m = entry;
           replaced = true;
           break;
