@@ -67,8 +67,15 @@ void install_interrupt_cleanup() {
       registry_mutex().lock();
       for (auto it = actions().rbegin(); it != actions().rend(); ++it) it->second();
       for (const auto& p : registry()) {
+        // The other threads run on until _exit and may still be writing into the directory (a
+        // run that just saw its container killed moves on to its next stage): remove it until
+        // it stays gone.
         std::error_code ec;
-        std::filesystem::remove_all(p, ec);
+        for (int attempt = 0; attempt < 25; ++attempt) {
+          std::filesystem::remove_all(p, ec);
+          ::usleep(20000);
+          if (!std::filesystem::exists(p, ec)) break;
+        }
       }
     }
     const char msg[] = "slimtrace: interrupted, cleaned up\n";
