@@ -59,7 +59,8 @@ image::RemoteOptions remote_options(const GlobalOptions& g) {
   return r;
 }
 
-std::optional<OpenedImage> open_or_report(const GlobalOptions& g, const std::string& ref_text) {
+std::optional<OpenedImage> open_or_report(const GlobalOptions& g, const std::string& ref_text,
+                                          const image::ProgressFn& progress) {
   auto ref = image::parse_reference(ref_text);
   if (!ref) {
     print_error(ref.error().message);
@@ -81,7 +82,13 @@ std::optional<OpenedImage> open_or_report(const GlobalOptions& g, const std::str
     print_error(img.error().message);
     return std::nullopt;
   }
-  return OpenedImage{std::move(work).value(), std::move(img).value()};
+  auto tree = image::flatten(*img, progress);
+  end_progress();
+  if (!tree) {
+    print_error(tree.error().message);
+    return std::nullopt;
+  }
+  return OpenedImage{std::move(work).value(), std::move(img).value(), std::move(tree).value()};
 }
 
 }  // namespace slimtrace::cli

@@ -57,12 +57,14 @@ void print_error(const std::string& message);
 image::ProgressFn make_progress(const GlobalOptions& g);
 void end_progress();
 
-// Opens an image reference with the global --platform and a work dir; prints the error and
-// returns nullopt on failure.
+// Opens an image reference with the global --platform and a work dir and flattens it (what every
+// command reading an image starts with); prints the error and returns nullopt on failure.
 struct OpenedImage {
   WorkDir work;
   image::SourceImage image;
+  image::FileTree tree;
 };
-std::optional<OpenedImage> open_or_report(const GlobalOptions& g, const std::string& ref);
+std::optional<OpenedImage> open_or_report(const GlobalOptions& g, const std::string& ref,
+                                          const image::ProgressFn& progress);
 
 }  // namespace slimtrace::cli

@@ -82,15 +82,9 @@ int run_pipeline_command(const GlobalOptions& g, const RunFlags& run, const Pipe
   }
 
   auto t0 = std::chrono::steady_clock::now();
-  auto opened = open_or_report(g, run.image);
-  if (!opened) return kExitBadInput;
   auto progress = make_progress(g);
-  auto tree = image::flatten(opened->image, progress);
-  end_progress();
-  if (!tree) {
-    print_error(tree.error().message);
-    return kExitBadInput;
-  }
+  auto opened = open_or_report(g, run.image, progress);
+  if (!opened) return kExitBadInput;
   o.phases.push_back(
       {"read", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), false});
   o.probes.image_ports = probe::exposed_tcp_ports(opened->image.config);
@@ -106,7 +100,7 @@ int run_pipeline_command(const GlobalOptions& g, const RunFlags& run, const Pipe
     o.probes.notice = notice;
   }
 
-  auto res = pipeline::build(opened->image, *tree, std::move(o));
+  auto res = pipeline::build(opened->image, opened->tree, std::move(o));
   end_progress();
   if (!res) {
     print_error(res.error().message);

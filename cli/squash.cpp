@@ -48,20 +48,16 @@ int run_squash(const GlobalOptions& g, const SquashArgs& a) {
     print_error(st.error().message);
     return kExitOutputFailed;
   }
-  auto opened = open_or_report(g, a.image);
-  if (!opened) return kExitBadInput;
   auto progress = make_progress(g);
-  auto tree = image::flatten(opened->image, progress);
-  if (!tree) {
-    print_error(tree.error().message);
-    return kExitBadInput;
-  }
+  auto opened = open_or_report(g, a.image, progress);
+  if (!opened) return kExitBadInput;
   wo.output = *out;
   wo.remote = remote_options(g);
   wo.tag = a.tag;
   wo.created_by = "slimtrace squash";
   wo.work_dir = opened->work.path();
-  auto written = image::write_image(opened->image, *tree, image::select_all(*tree), wo, progress);
+  auto written =
+      image::write_image(opened->image, opened->tree, image::select_all(opened->tree), wo, progress);
   end_progress();
   if (!written) {
     print_error(written.error().message);

@@ -37,18 +37,12 @@ int run_trace(const GlobalOptions& g, const TraceArgs& a) {
     return kExitUsage;
   }
 
-  auto opened = open_or_report(g, a.run.image);
-  if (!opened) return kExitBadInput;
   auto progress = make_progress(g);
-  auto tree = image::flatten(opened->image, progress);
-  end_progress();
-  if (!tree) {
-    print_error(tree.error().message);
-    return kExitBadInput;
-  }
+  auto opened = open_or_report(g, a.run.image, progress);
+  if (!opened) return kExitBadInput;
 
   spec->image = &opened->image;
-  spec->tree = &*tree;
+  spec->tree = &opened->tree;
   spec->work_dir = opened->work.path() / "run";
   spec->progress = progress;
   popts->image_ports = probe::exposed_tcp_ports(opened->image.config);

@@ -17,25 +17,20 @@ struct UnpackOptions {
 };
 
 int run_unpack(const GlobalOptions& g, const UnpackOptions& o) {
-  auto opened = open_or_report(g, o.image);
-  if (!opened) return kExitBadInput;
   auto progress = make_progress(g);
-  auto tree = image::flatten(opened->image, progress);
-  if (!tree) {
-    print_error(tree.error().message);
-    return kExitBadInput;
-  }
+  auto opened = open_or_report(g, o.image, progress);
+  if (!opened) return kExitBadInput;
   image::MaterializeOptions mo;
   // Owners can only be kept by root; an unprivileged user gets a tree of their own files.
   mo.preserve_owner = !o.no_owner && ::geteuid() == 0;
-  auto st = image::materialize_rootfs(opened->image, *tree, o.dir, mo, progress);
+  auto st = image::materialize_rootfs(opened->image, opened->tree, o.dir, mo, progress);
   end_progress();
   if (!st) {
     print_error(st.error().message);
     return kExitBadInput;
   }
-  spdlog::info("unpacked {} entries ({} bytes) of {} into '{}'", tree->size(), tree->total_bytes(),
-               opened->image.ref.to_string(), o.dir);
+  spdlog::info("unpacked {} entries ({} bytes) of {} into '{}'", opened->tree.size(),
+               opened->tree.total_bytes(), opened->image.ref.to_string(), o.dir);
   return kExitOk;
 }
 

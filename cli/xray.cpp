@@ -36,17 +36,12 @@ int run_xray(const GlobalOptions& g, const XrayArgs& a) {
       return kExitUsage;
     }
   }
-  auto opened = open_or_report(g, a.image);
-  if (!opened) return kExitBadInput;
   auto progress = make_progress(g);
-  auto tree = image::flatten(opened->image, progress);
-  if (!tree) {
-    print_error(tree.error().message);
-    return kExitBadInput;
-  }
+  auto opened = open_or_report(g, a.image, progress);
+  if (!opened) return kExitBadInput;
   image::XrayOptions opts;
   opts.top = a.top;
-  auto report = image::xray(opened->image, *tree, opts, progress);
+  auto report = image::xray(opened->image, opened->tree, opts, progress);
   end_progress();
   if (!report) {
     print_error(report.error().message);

@@ -24,6 +24,13 @@ nlohmann::json finding_json(const image::Finding& f, const std::vector<std::stri
           {"paths", paths}};
 }
 
+// A byte count from the report for people: "31.6 MB".
+std::string mb(const nlohmann::json& v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f MB", v.is_number() ? v.get<double>() / 1e6 : 0.0);
+  return std::string(buf);
+}
+
 }  // namespace
 
 ReportBuilder::ReportBuilder(const BuildOptions& o, const image::SourceImage& input) : o_(o) {
@@ -185,11 +192,6 @@ nlohmann::json ReportBuilder::finish(const BuildResult& res, const std::vector<P
 }
 
 std::string summary_text(const nlohmann::json& r) {
-  auto mb = [](const nlohmann::json& v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f MB", v.is_number() ? v.get<double>() / 1e6 : 0.0);
-    return std::string(buf);
-  };
   std::ostringstream s;
   const auto& in = r["input"];
   if (r.contains("files")) {
@@ -228,11 +230,6 @@ std::string summary_text(const nlohmann::json& r) {
 }
 
 std::string summary_markdown(const nlohmann::json& r) {
-  auto mb = [](const nlohmann::json& v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f MB", v.is_number() ? v.get<double>() / 1e6 : 0.0);
-    return std::string(buf);
-  };
   // Paths and messages come from the image; keep them from breaking the table or the markup.
   auto cell = [](std::string text) {
     std::string out;
