@@ -3,11 +3,10 @@
 #ifndef SLIMTRACE_BPF_EVENTS_H
 #define SLIMTRACE_BPF_EVENTS_H
 
-/* Values of the `tracked` map: a descendant of the root, the root user space followed (until it
- * runs in the container), or a process seen running under the container's seccomp filter. */
+/* Values of the `tracked` map: a descendant of the root, or the root user space followed. Both
+ * leave the map once they run in the container (under its seccomp filter). */
 #define ST_TRACKED_CHILD 1
 #define ST_TRACKED_ROOT 2
-#define ST_TRACKED_CONTAINER 3
 
 #ifndef __VMLINUX_H__
 #include <linux/types.h>

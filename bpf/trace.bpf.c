@@ -3,12 +3,14 @@
  * container init's host pid) and reports the paths its syscalls look up, its execs, forks and
  * exits, and the set of syscall numbers it makes once a seccomp filter is active.
  *
- * Only tracepoints are used (raw_tp for sys_enter, tp/syscalls/sys_exit_<name> for the exits of the
- * path syscalls, or raw_tp sys_exit where those cannot be attached, tp_btf for sched_*): fentry,
+ * Only tracepoints are used (tp_btf for sys_enter and sched_*, tp/syscalls/sys_exit_<name> for the
+ * exits of the path syscalls, or raw_tp sys_exit where those cannot be attached): fentry,
  * kprobes and BPF-LSM are unavailable on many hosts.
  *
  * Cost: sys_enter runs for every syscall on the host, so processes that are not followed leave
- * after one bit test in a pid bitmap (no hash lookup, no helper call). A lookup repeated with the
+ * after one bit test in a pid bitmap (no hash lookup). Per-syscall sys_enter_<name> tracepoints
+ * would spare the host that run, but the syscall set needs every syscall, and each tracepoint's
+ * perf event takes a grace period (about 70 ms, one after another) to close. A lookup repeated with the
  * same path, op and outcome (a web server opening the file it serves) is reported once and then
  * only counted in the `seen` map. */
 #include "vmlinux.h"
@@ -76,8 +78,8 @@ struct {
   __uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
-/* Followed processes (tgid, host pid namespace). Per skeleton instance, so concurrent traces
- * never share it. */
+/* Followed processes (tgid, host pid namespace) not yet inside the container: the root and the
+ * runtime's helpers. Per skeleton instance, so concurrent traces never share it. */
 struct {
   __uint(type, BPF_MAP_TYPE_HASH);
   __uint(max_entries, 16384);
@@ -95,8 +97,8 @@ struct pending_call {
   __u32 tid;      /* owner of the slot; 0: free */
   __u32 nr;
   __u16 deferred; /* the user path is to be read at exit */
-  __u16 repeat;   /* no PATH event was sent: the key was seen before */
-  __u32 pad;
+  __u16 repeat;   /* no PATH event was sent: the key was seen before, and counted */
+  __u32 outcomes; /* the key's outcomes reported by then */
   __u64 upath;
   struct st_key key;
 };
@@ -133,6 +135,7 @@ static __always_inline void set_pending(__u32 tid, struct pending_call *call) {
     slot->nr = call->nr;
     slot->deferred = call->deferred;
     slot->repeat = call->repeat;
+    slot->outcomes = call->outcomes;
     slot->upath = call->upath;
     slot->key = call->key;
     return;
@@ -283,8 +286,10 @@ static __noinline int followed_slow(__u32 tgid) {
   struct task_struct *task = (struct task_struct *)bpf_get_current_task();
   note_root(task, tgid);
   if (!in_container(task)) return 0;
-  *v = ST_TRACKED_CONTAINER;
+  /* From here on the inside bit says it all; without an entry, exit has no hash delete to do
+   * (for a forking server, that delete was a third of the exit program's time). */
   set_pid(inside_bits, tgid);
+  bpf_map_delete_elem(&tracked, &tgid);
   return 1;
 }
 
@@ -438,18 +443,32 @@ static __always_inline __u64 mix64(__u64 x) {
   return x;
 }
 
-SEC("raw_tp/sys_enter")
-int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
+/* The dentry's parent and name hash, for the key: one read where they are neighbours, as in every
+ * kernel so far (d_parent, then d_name). */
+static __always_inline void dentry_identity(struct dentry *d, __u64 *parent, __u64 *name) {
+  if (bpf_core_field_offset(struct dentry, d_name) == bpf_core_field_offset(struct dentry, d_parent) + 8) {
+    __u64 both[2] = {};
+    bpf_core_read(both, sizeof(both), &d->d_parent);
+    *parent = both[0];
+    *name = both[1];
+  } else {
+    *parent = (__u64)BPF_CORE_READ(d, d_parent);
+    *name = BPF_CORE_READ(d, d_name.hash_len);
+  }
+}
+
+/* tp_btf rather than raw_tp: the registers and the task are read directly, not through a helper
+ * call each, which is most of what a path syscall's entry costs. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
   __u64 id = bpf_get_current_pid_tgid();
   __u32 tgid = id >> 32, tid = (__u32)id;
   if (!followed_in_container(tgid)) return 0;
-  long nr = (long)ctx->args[1];
   record_syscall(nr);
   if (!is_path_syscall(nr)) return 0;
-  struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-  struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+  struct task_struct *task = bpf_get_current_task_btf();
 
-  unsigned long a0 = BPF_CORE_READ(regs, di), a1 = BPF_CORE_READ(regs, si);
+  unsigned long a0 = regs->di, a1 = regs->si;
   __u32 op = 0;
   int dirfd = AT_FDCWD;
   int target_fd = -1; /* fd-based syscall: the fd's file is the path */
@@ -465,20 +484,20 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
       op = ST_OP_EXEC; upath = (const char *)a0; argv = (const char *const *)a1; break;
     case NR_execveat:
       op = ST_OP_EXEC; dirfd = (int)a0; upath = (const char *)a1;
-      argv = (const char *const *)BPF_CORE_READ(regs, dx);
-      at_flags = BPF_CORE_READ(regs, r8);
+      argv = (const char *const *)regs->dx;
+      at_flags = regs->r8;
       break;
     case NR_stat: case NR_lstat: op = ST_OP_STAT; upath = (const char *)a0; break;
     case NR_newfstatat:
-      op = ST_OP_STAT; dirfd = (int)a0; upath = (const char *)a1; at_flags = BPF_CORE_READ(regs, r10);
+      op = ST_OP_STAT; dirfd = (int)a0; upath = (const char *)a1; at_flags = regs->r10;
       break;
     case NR_statx:
-      op = ST_OP_STAT; dirfd = (int)a0; upath = (const char *)a1; at_flags = BPF_CORE_READ(regs, dx);
+      op = ST_OP_STAT; dirfd = (int)a0; upath = (const char *)a1; at_flags = regs->dx;
       break;
     case NR_access: op = ST_OP_ACCESS; upath = (const char *)a0; break;
     case NR_faccessat: op = ST_OP_ACCESS; dirfd = (int)a0; upath = (const char *)a1; break;
     case NR_faccessat2:
-      op = ST_OP_ACCESS; dirfd = (int)a0; upath = (const char *)a1; at_flags = BPF_CORE_READ(regs, r10);
+      op = ST_OP_ACCESS; dirfd = (int)a0; upath = (const char *)a1; at_flags = regs->r10;
       break;
     case NR_readlink: op = ST_OP_READLINK; upath = (const char *)a0; break;
     /* readlinkat with an empty path reads the link the fd refers to */
@@ -488,8 +507,8 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     case NR_fchdir: op = ST_OP_CHDIR; target_fd = (int)a0; break;
     case NR_getdents64: op = ST_OP_LIST; target_fd = (int)a0; break;
     case NR_mmap: {
-      unsigned long flags = BPF_CORE_READ(regs, r10);
-      int fd = (int)BPF_CORE_READ(regs, r8);
+      unsigned long flags = regs->r10;
+      int fd = (int)regs->r8;
       if ((flags & MAP_ANONYMOUS) || fd < 0) return 0;
       op = ST_OP_MMAP; target_fd = fd;
       break;
@@ -498,7 +517,7 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     case NR_mkdir: case NR_mknod: op = ST_OP_CREATE; upath = (const char *)a0; break;
     case NR_mkdirat: case NR_mknodat: op = ST_OP_CREATE; dirfd = (int)a0; upath = (const char *)a1; break;
     case NR_symlink: op = ST_OP_CREATE; upath = (const char *)a1; break;
-    case NR_symlinkat: op = ST_OP_CREATE; dirfd = (int)a1; upath = (const char *)BPF_CORE_READ(regs, dx); break;
+    case NR_symlinkat: op = ST_OP_CREATE; dirfd = (int)a1; upath = (const char *)regs->dx; break;
     /* Paths changed: they existed, so they are needed (for rename and link the source; the target
      * usually sits in the same directory). */
     case NR_truncate: case NR_rename: case NR_rmdir: case NR_link: case NR_unlink: case NR_chmod:
@@ -578,7 +597,8 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     int empty = !deferred && e->data[0] == 0;
     e->base_kind = (empty && (at_flags & AT_EMPTY_PATH)) ? ST_BASE_TARGET : ST_BASE_DIR;
     if (dirfd == AT_FDCWD) {
-      BPF_CORE_READ_INTO(&base, task, fs, pwd);
+      struct fs_struct *fs = task->fs;
+      bpf_core_read(&base, sizeof(base), &fs->pwd);
     } else {
       struct file *f = fd_file(task, dirfd);
       if (!f) {
@@ -596,16 +616,18 @@ int on_sys_enter(struct bpf_raw_tracepoint_args *ctx) {
     /* The base enters the key by identity: the dentry and mount, and the dentry's parent and
      * name, so that a dentry freed and reused elsewhere does not pass for the old one. */
     __u64 parent = 0, name = 0;
-    if (want_base) {
-      parent = (__u64)BPF_CORE_READ(base.dentry, d_parent);
-      name = BPF_CORE_READ(base.dentry, d_name.hash_len);
-    }
+    if (want_base) dentry_identity(base.dentry, &parent, &name);
     __u64 s1 = mix64(((__u64)op << 8 | e->base_kind | (__u64)e->base_flags << 32) ^ (__u64)base.dentry);
     __u64 s2 = mix64((__u64)base.mnt ^ mix64(parent ^ mix64(name)));
     hash_key(e, e->path_len, s1, s2);
     call.key = e->key;
-    if (bpf_map_lookup_elem(&seen, &call.key)) {
+    struct st_seen *s = bpf_map_lookup_elem(&seen, &call.key);
+    if (s) {
+      /* Counted now, so that the exit needs no second lookup when the outcome is one already
+       * reported, as it nearly always is; the exit takes the count back when it is not. */
       call.repeat = 1;
+      call.outcomes = s->outcomes;
+      __sync_fetch_and_add(&s->repeats, 1);
       set_pending(tid, &call);
       return 0;
     }
@@ -644,13 +666,15 @@ static __always_inline void on_exit_of(__u32 tgid, __u32 tid, long nr, long ret)
   if ((nr == NR_execve || nr == NR_execveat) && ret == 0) return;
 
   __u32 outcome = outcome_of(ret);
+  /* a repeat with an outcome already reported: counted at entry, nothing to send */
+  if (call.repeat && (call.outcomes & outcome)) return;
   int keyed = call.key.h1 != 0 || call.key.h2 != 0;
   struct st_seen *s = 0;
   if (keyed) {
     s = bpf_map_lookup_elem(&seen, &call.key);
-    if (call.repeat && s && (s->outcomes & outcome)) {
-      __sync_fetch_and_add(&s->repeats, 1);
-      return;
+    if (call.repeat && s) {
+      if (s->outcomes & outcome) return; /* another task reported it meanwhile: the count stands */
+      __sync_fetch_and_sub(&s->repeats, 1); /* a new outcome, reported below: not a repeat */
     }
   }
 
@@ -815,7 +839,7 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child) {
   e->h.nr = 0;
   e->ppid = child->real_parent->tgid;
   e->pad = 0;
-  bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), child->comm);
+  __builtin_memcpy(e->comm, child->comm, sizeof(e->comm));
   bpf_ringbuf_submit(e, wakeup_flags());
   return 0;
 }
@@ -827,12 +851,14 @@ int BPF_PROG(on_exit, struct task_struct *p) {
   __u32 tid = p->pid;
   drop_pending(tid);
   /* signal->live drops to zero when the last thread of the process exits */
-  if (BPF_CORE_READ(p, signal, live.counter) != 0) return 0;
+  if (p->signal->live.counter != 0) return 0;
   int inside = test_pid(inside_bits, tgid);
   clear_pid(followed_bits, tgid);
   clear_pid(inside_bits, tgid);
-  bpf_map_delete_elem(&tracked, &tgid);
-  if (!inside) return 0;
+  if (!inside) {
+    bpf_map_delete_elem(&tracked, &tgid); /* processes inside have no entry */
+    return 0;
+  }
 
   struct st_exit_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
@@ -843,9 +869,10 @@ int BPF_PROG(on_exit, struct task_struct *p) {
   e->h.pid = tgid;
   e->h.tid = tid;
   e->h.nr = 0;
-  e->exit_code = BPF_CORE_READ(p, exit_code);
+  e->exit_code = p->exit_code;
   e->pad = 0;
-  bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
+  /* comm is always NUL terminated; copied as two words, without a helper call */
+  __builtin_memcpy(e->comm, p->comm, sizeof(e->comm));
   bpf_ringbuf_submit(e, wakeup_flags());
   return 0;
 }
