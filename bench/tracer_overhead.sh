@@ -4,7 +4,9 @@
 #   1. a syscall-heavy loop (bench/syscall_loop.c, static): open+close, stat, getpid per iteration;
 #      unpaced (overhead), and paced to ~120k tracer events/s (dropped events at >= 100k events/s);
 #   2. wrk against busybox httpd in the container, through the container's netns (127.0.0.1 only);
-#      also with the BPF programs attached but following nothing, to tell fixed from per-event cost.
+#      also with the BPF programs attached but following nothing, to tell fixed from per-event cost,
+#      and with wrk, the container and the tracer all on one CPU (taskset), where the ratio is the
+#      CPU cost alone, without two CPUs' scheduling in it.
 # Builds tracer_bench with the release preset, builds the image, and rewrites the "Tracer overhead"
 # part of bench/RESULTS.md (the flatten part above it is kept). Needs root, runc or crun, and BPF.
 # Usage: bench/tracer_overhead.sh [REPS=5] [WRK_SECONDS=6]   (about 3 minutes with the defaults:
@@ -15,7 +17,7 @@ REPS=${1:-5}
 WRK_SECONDS=${2:-6}
 cd "$SRC"
 [[ $(id -u) -eq 0 ]] || { echo "tracer_overhead.sh: needs root (runs containers, loads BPF)" >&2; exit 1; }
-for t in umoci gcc wrk jq python3; do
+for t in umoci gcc wrk jq python3 taskset; do
   command -v "$t" >/dev/null || { echo "tracer_overhead.sh: '$t' is not installed" >&2; exit 1; }
 done
 [[ -x /bin/busybox ]] || { echo "tracer_overhead.sh: /bin/busybox (busybox-static) is missing" >&2; exit 1; }
@@ -61,9 +63,11 @@ PACED_ITERATIONS=180000
 run() { # NAME MODE ARGS...: one tracer_bench run, its JSON line appended to $OUT/NAME.jsonl
   local name=$1 mode=$2
   shift 2
-  "$BENCH" "$img" "$mode" "$@" >>"$OUT/$name.jsonl" 2>>"$OUT/$name.err" ||
+  $PIN "$BENCH" "$img" "$mode" "$@" >>"$OUT/$name.jsonl" 2>>"$OUT/$name.err" ||
     { cat "$OUT/$name.err" >&2; echo "tracer_overhead.sh: $name ($mode) failed" >&2; exit 1; }
 }
+PIN=
+ONE_CPU=$(($(nproc) - 1))
 load_before=$(cut -d' ' -f1 /proc/loadavg)
 started=$(date +%s)
 for i in $(seq 1 "$REPS"); do
@@ -79,6 +83,13 @@ for i in $(seq 1 "$REPS"); do
     mode=${wrk_modes[$(((k + i - 1) % 3))]}
     run wrk "$mode" --wait-port 8080 --wrk "-t1 -c8 -d${WRK_SECONDS}s http://127.0.0.1:8080/file" \
       -- /bin/httpd -f -p 127.0.0.1:8080 -h /www
+  done
+  # One CPU: the runtime and the container inherit the affinity.
+  one_cpu_modes=(none ebpf)
+  for k in 0 1; do
+    mode=${one_cpu_modes[$(((k + i - 1) % 2))]}
+    PIN="taskset -c $ONE_CPU" run wrk1 "$mode" --wait-port 8080 \
+      --wrk "-t1 -c8 -d${WRK_SECONDS}s http://127.0.0.1:8080/file" -- /bin/httpd -f -p 127.0.0.1:8080 -h /www
   done
 done
 # Diagnostic runs, not part of the ratios: the kernel's per-program BPF run time while wrk runs
