@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <elf.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <linux/perf_event.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -19,9 +20,11 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <sstream>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -207,6 +210,39 @@ struct KeyHash {
   size_t operator()(const std::pair<uint64_t, uint64_t>& k) const { return k.first ^ (k.second * 31); }
 };
 
+// Closing a tracer's links waits for RCU grace periods, one after another under a kernel mutex
+// (each tracepoint perf event about 70 ms here: some 3 s per trace). By then nothing is recorded
+// any more, so it runs on threads of their own while the caller goes on; they are joined when
+// the process exits (an interrupted process that _exits leaves it to the kernel, which does the
+// same).
+class Reaper {
+ public:
+  static Reaper& instance() {
+    static Reaper reaper;
+    return reaper;
+  }
+  Reaper(const Reaper&) = delete;
+  Reaper& operator=(const Reaper&) = delete;
+
+  void run(std::function<void()> work) {
+    std::lock_guard lock(mu_);
+    try {
+      threads_.emplace_back(work);  // a copy: `work` must survive a failed start
+    } catch (const std::system_error&) {
+      work();  // no thread to spare: the caller waits
+    }
+  }
+
+ private:
+  Reaper() = default;
+  ~Reaper() {
+    std::lock_guard lock(mu_);
+    for (auto& t : threads_) t.join();
+  }
+  std::mutex mu_;
+  std::vector<std::thread> threads_;
+};
+
 class EbpfTracer final : public TracerBackend {
  public:
   explicit EbpfTracer(TracerOptions options) : options_(std::move(options)) {}
@@ -265,17 +301,16 @@ class EbpfTracer final : public TracerBackend {
 
   Status finish(Trace& out) override {
     if (!skel_) return Error{"ebpf tracer: already finished", 0};
-    // Stop and drain first (the ring buffer callback takes the lock itself), then collect.
-    // Stop new events first, then drain what the programs already wrote.
-    trace_bpf__detach(skel_);
-    destroy_exit_links();
+    // Stop, drain (the ring buffer callback takes the lock itself), then collect; the programs
+    // are detached afterwards, on another thread (see Reaper).
+    stop_following();
     if (rb_) ring_buffer__consume(rb_);
 
     std::lock_guard lock(mu_);
     uint64_t dropped = read_dropped();
     std::vector<std::string> names = read_syscalls();
     uint64_t repeats = add_repeats();
-    teardown();
+    teardown_later();
 
     out.tracer = "ebpf";
     out.files = std::move(rec_.files);
@@ -400,6 +435,29 @@ class EbpfTracer final : public TracerBackend {
       rec_.files[it->second.first].count += v.repeats;
     }
     return total;
+  }
+
+  // With no process followed, every program returns at its first test. Programs already past it
+  // run inside an RCU read-side section, which MEMBARRIER_CMD_GLOBAL (a grace period) waits for;
+  // where membarrier is refused, the programs are detached here instead.
+  void stop_following() {
+    for (__u32 w = 0; w < ST_PID_WORDS; ++w)
+      __atomic_store_n(&skel_->bss->followed_bits[w], 0, __ATOMIC_SEQ_CST);
+    if (::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
+      trace_bpf__detach(skel_);
+      destroy_exit_links();
+    }
+  }
+
+  void teardown_later() {
+    Reaper::instance().run([skel = skel_, rb = rb_, links = std::move(exit_links_)] {
+      for (bpf_link* link : links) bpf_link__destroy(link);
+      if (rb) ring_buffer__free(rb);
+      trace_bpf__destroy(skel);
+    });
+    skel_ = nullptr;
+    rb_ = nullptr;
+    exit_links_.clear();
   }
 
   void teardown() {
