@@ -522,6 +522,64 @@ TEST_F(TracerBackendTest, EbpfConcurrentTracesDoNotSeeEachOther) {
   EXPECT_EQ(t1.processes[0].pid, c1.pid());
 }
 
+// finish() stops the programs at once and leaves closing them to another thread: a followed
+// process may outlive its trace, and a trace started right after, in the same process and while
+// the first one's programs are still being closed, records exactly its own.
+TEST_F(TracerBackendTest, EbpfTraceStartedRightAfterFinishRecordsExactlyItsOwn) {
+  if (auto why = ebpf_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  write_file(dir_ / "first.txt");
+  write_file(dir_ / "second.txt");
+  const std::string first = p("first.txt"), second = p("second.txt");
+  int halfway[2], resume[2];  // child -> test: 10 opens done; test -> child: do 10 more
+  ASSERT_EQ(::pipe2(halfway, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(resume, O_CLOEXEC), 0);
+  auto opens = [](const std::string& path, int n) {
+    for (int i = 0; i < n; ++i) {
+      int fd = ::open(path.c_str(), O_RDONLY);
+      if (fd < 0) return false;
+      ::close(fd);
+    }
+    return true;
+  };
+  auto t1r = st::make_ebpf_tracer(TracerOptions{});
+  ASSERT_TRUE(t1r.ok()) << t1r.error().message;
+  Child outliving([&]() -> int {
+    allow_all_seccomp();
+    if (!opens(first, 10)) return 101;
+    char c = 1;
+    if (::write(halfway[1], &c, 1) != 1 || ::read(resume[0], &c, 1) != 1) return 102;
+    return opens(first, 10) ? 0 : 103;
+  });
+  ASSERT_TRUE((*t1r)->follow(outliving.pid()).ok());
+  outliving.release();
+  char c = 0;
+  ASSERT_EQ(::read(halfway[0], &c, 1), 1);
+  Trace t1;
+  ASSERT_TRUE((*t1r)->finish(t1).ok());
+  ASSERT_NE(find(t1, first), nullptr);
+  EXPECT_EQ(find(t1, first)->count, 10u);
+
+  auto t2r = st::make_ebpf_tracer(TracerOptions{});
+  ASSERT_TRUE(t2r.ok()) << t2r.error().message;
+  Child next([&]() -> int {
+    allow_all_seccomp();
+    return opens(second, 20) ? 0 : 104;
+  });
+  ASSERT_TRUE((*t2r)->follow(next.pid()).ok());
+  next.release();
+  ASSERT_EQ(::write(resume[1], &c, 1), 1);  // the first child goes on, no longer traced
+  EXPECT_EQ(WEXITSTATUS(next.wait({t2r->get()})), 0);
+  EXPECT_EQ(WEXITSTATUS(outliving.wait({t2r->get()})), 0);
+  Trace t2;
+  ASSERT_TRUE((*t2r)->finish(t2).ok());
+  ASSERT_NE(find(t2, second), nullptr);
+  EXPECT_EQ(find(t2, second)->count, 20u);
+  EXPECT_EQ(find(t2, first), nullptr);
+  ASSERT_EQ(t2.processes.size(), 1u);
+  EXPECT_EQ(t2.processes[0].pid, next.pid());
+  for (int fd : {halfway[0], halfway[1], resume[0], resume[1]}) ::close(fd);
+}
+
 TEST_F(TracerBackendTest, FanotifyRecordsOpensAndExecsOnTheRootfs) {
   if (::geteuid() != 0) GTEST_SKIP() << "fanotify filesystem marks need root";
   const fs::path rootfs = dir_ / "rootfs";
