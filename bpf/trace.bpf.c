@@ -10,9 +10,9 @@
  * Cost: sys_enter runs for every syscall on the host, so processes that are not followed leave
  * after one bit test in a pid bitmap (no hash lookup). Per-syscall sys_enter_<name> tracepoints
  * would spare the host that run, but the syscall set needs every syscall, and each tracepoint's
- * perf event takes a grace period (about 70 ms, one after another) to close. A lookup repeated with the
- * same path, op and outcome (a web server opening the file it serves) is reported once and then
- * only counted in the `seen` map. */
+ * perf event takes a grace period (about 70 ms, one after another) to close. A lookup repeated
+ * with the same path, op and outcome (a web server opening the file it serves) is reported once
+ * and then only counted in the `seen` map. */
 #include "vmlinux.h"
 
 #include <bpf/bpf_core_read.h>

@@ -449,24 +449,23 @@ class EbpfTracer final : public TracerBackend {
     }
   }
 
-  void teardown_later() {
-    Reaper::instance().run([skel = skel_, rb = rb_, links = std::move(exit_links_)] {
+  // Takes the links, the reader and the skeleton out of this tracer, as one piece of work that
+  // releases them: run now (teardown) or on a Reaper thread (teardown_later).
+  std::function<void()> release_work() {
+    std::function<void()> work = [skel = skel_, rb = rb_, links = std::move(exit_links_)] {
       for (bpf_link* link : links) bpf_link__destroy(link);
       if (rb) ring_buffer__free(rb);
-      trace_bpf__destroy(skel);
-    });
+      if (skel) trace_bpf__destroy(skel);
+    };
     skel_ = nullptr;
     rb_ = nullptr;
     exit_links_.clear();
+    return work;
   }
 
-  void teardown() {
-    destroy_exit_links();
-    if (rb_) ring_buffer__free(rb_);
-    rb_ = nullptr;
-    if (skel_) trace_bpf__destroy(skel_);
-    skel_ = nullptr;
-  }
+  void teardown_later() { Reaper::instance().run(release_work()); }
+
+  void teardown() { release_work()(); }
 
   uint64_t read_dropped() {
     int ncpu = libbpf_num_possible_cpus();
