@@ -24,7 +24,17 @@
 #define ST_ARGV_BYTES 2048   /* all argv entries together */
 #define ST_DATA_SIZE 12288   /* bounds every masked write above */
 #define ST_MAX_SYSCALLS 512  /* syscall numbers recorded in the `syscalls` map */
-#define ST_PID_WORDS 65536   /* u64 words of a pid bitmap: 2^22 pids, the kernel's PID_MAX_LIMIT */
+#define ST_PID_LIMIT (1u << 22) /* the kernel's PID_MAX_LIMIT */
+
+/* The tracer's state of a pid: two bits in the pid_state array of trace.bpf.c's .bss, which user
+ * space sets through the mmapped .bss when it follows a process. */
+#define ST_PID_FOLLOWED 1ull /* the process or one of its ancestors was followed */
+#define ST_PID_INSIDE 2ull   /* ... and it runs in the container (under its seccomp filter) */
+#define ST_PID_STATE_WORDS (ST_PID_LIMIT / 32u) /* u64 words, 32 pids each */
+
+/* Where a pid's two bits are: 32 pids a word, in pid order. */
+static inline __u32 st_pid_word(__u32 pid) { return pid >> 5; }
+static inline __u32 st_pid_shift(__u32 pid) { return (pid & 31u) << 1; }
 
 /* Same values as slimtrace::tracer::FileOp (ebpf_tracer.cpp checks it). */
 #define ST_OP_OPEN (1u << 0)

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
@@ -481,6 +482,79 @@ TEST_F(TracerBackendTest, EbpfRepeatedLookupsKeepCountsOutcomesAndDirectories) {
   EXPECT_EQ(find(t, p("b/same.txt"))->count, 10u);
   ASSERT_NE(find(t, p("c/same.txt")), nullptr);
   EXPECT_EQ(find(t, p("c/same.txt"))->count, 1u);
+}
+
+// The kernel side counts repeats per CPU: the same lookups made from every CPU, by one process
+// that moves between them and by children on each, are each counted once, with every outcome.
+TEST_F(TracerBackendTest, EbpfRepeatsMadeOnEveryCpuAreCountedOnce) {
+  if (auto why = ebpf_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  cpu_set_t allowed;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  std::vector<int> cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &allowed)) cpus.push_back(c);
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to run on";
+  write_file(dir_ / "shared.txt");
+  const std::string shared = p("shared.txt"), absent = p("absent.txt");
+  constexpr int kRounds = 200, kChildOpens = 50;
+  auto tracer_r = st::make_ebpf_tracer(TracerOptions{});
+  ASSERT_TRUE(tracer_r.ok()) << tracer_r.error().message;
+  auto& tracer = *tracer_r;
+  auto pin = [](int cpu) {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return ::sched_setaffinity(0, sizeof one, &one) == 0;
+  };
+  Child child([&]() -> int {
+    allow_all_seccomp();
+    for (int i = 0; i < kRounds; ++i) {
+      if (!pin(cpus[static_cast<size_t>(i) % cpus.size()])) return 101;
+      int fd = ::open(shared.c_str(), O_RDONLY);
+      if (fd < 0) return 102;
+      ::close(fd);
+      if (::open(absent.c_str(), O_RDONLY) >= 0) return 103;
+    }
+    std::vector<pid_t> kids;
+    for (int cpu : cpus) {
+      pid_t kid = ::fork();
+      if (kid < 0) return 104;
+      if (kid == 0) {
+        if (!pin(cpu)) _exit(1);
+        for (int i = 0; i < kChildOpens; ++i) {
+          int fd = ::open(shared.c_str(), O_RDONLY);
+          if (fd < 0) _exit(2);
+          ::close(fd);
+        }
+        _exit(0);
+      }
+      kids.push_back(kid);
+    }
+    for (pid_t kid : kids) {
+      int st = 0;
+      if (::waitpid(kid, &st, 0) != kid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) return 105;
+    }
+    return 0;
+  });
+  ASSERT_TRUE(tracer->follow(child.pid()).ok());
+  child.release();
+  int status = child.wait({tracer.get()});
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  Trace t;
+  ASSERT_TRUE(tracer->finish(t).ok());
+  ASSERT_EQ(t.dropped_events, 0u);
+  EXPECT_GT(t.repeated_lookups, 0u);
+  const FileAccess* f = find(t, shared);
+  ASSERT_NE(f, nullptr);
+  EXPECT_TRUE(f->found);
+  EXPECT_EQ(f->count, static_cast<uint64_t>(kRounds + kChildOpens * static_cast<int>(cpus.size())));
+  const FileAccess* a = find(t, absent);
+  ASSERT_NE(a, nullptr);
+  EXPECT_FALSE(a->found);
+  EXPECT_EQ(a->error, ENOENT);
+  EXPECT_EQ(a->count, static_cast<uint64_t>(kRounds));
+  EXPECT_EQ(t.processes.size(), 1u + cpus.size());
 }
 
 TEST_F(TracerBackendTest, EbpfConcurrentTracesDoNotSeeEachOther) {

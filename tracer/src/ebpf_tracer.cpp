@@ -257,6 +257,12 @@ class EbpfTracer final : public TracerBackend {
     // The exit programs are attached below, one way or the other.
     bpf_program__set_autoattach(skel_->progs.on_sys_exit, false);
     bpf_program__set_autoattach(skel_->progs.on_path_exit, false);
+    // `seen` holds a value per CPU: at most 16 MiB of them, whatever the number of CPUs (a key
+    // that does not fit is reported every time instead).
+    if (int ncpu = libbpf_num_possible_cpus(); ncpu > 0) {
+      auto fit = static_cast<__u32>((16u << 20) / (sizeof(st_seen) * static_cast<unsigned>(ncpu)));
+      bpf_map__set_max_entries(skel_->maps.seen, std::min(bpf_map__max_entries(skel_->maps.seen), fit));
+    }
     if (int err = trace_bpf__load(skel_); err != 0) return load_error(-err);
     if (int err = trace_bpf__attach(skel_); err != 0) return load_error(-err);
     SLIMTRACE_TRY(attach_exits());
@@ -270,7 +276,7 @@ class EbpfTracer final : public TracerBackend {
     std::lock_guard lock(mu_);
     if (!skel_) return Error{"ebpf tracer: already finished", 0};
     auto key = static_cast<__u32>(host_pid);
-    if (host_pid <= 0 || key >= ST_PID_WORDS * 64u) {
+    if (host_pid <= 0 || key >= ST_PID_LIMIT) {
       return Error{"ebpf tracer: cannot follow pid " + std::to_string(host_pid) + ": out of range", EINVAL};
     }
     __u32 root = ST_TRACKED_ROOT;
@@ -278,7 +284,8 @@ class EbpfTracer final : public TracerBackend {
       return Error::from_errno("ebpf tracer: cannot follow pid " + std::to_string(host_pid));
     }
     // The programs' first test; the `tracked` entry above must be there before it is set.
-    __atomic_fetch_or(&skel_->bss->followed_bits[key >> 6], __u64{1} << (key & 63), __ATOMIC_SEQ_CST);
+    __atomic_fetch_or(&skel_->bss->pid_state[st_pid_word(key)], ST_PID_FOLLOWED << st_pid_shift(key),
+                      __ATOMIC_SEQ_CST);
     if (!processes_.count(host_pid)) {
       ProcessRecord rec;
       rec.pid = host_pid;
@@ -420,19 +427,27 @@ class EbpfTracer final : public TracerBackend {
   // Lookups the programs left out as repeats of reported ones: added to their files' counts, so
   // `count` stays the number of lookups. Returns their number.
   uint64_t add_repeats() {
+    int ncpu = libbpf_num_possible_cpus();
+    if (ncpu <= 0) return 0;
+    std::vector<st_seen> per_cpu(static_cast<size_t>(ncpu));  // 16 bytes: no per-CPU padding
     uint64_t total = 0;
     st_key key{}, next{};
     const st_key* prev = nullptr;
     while (bpf_map__get_next_key(skel_->maps.seen, prev, &next, sizeof next) == 0) {
       key = next;
       prev = &key;
-      st_seen v{};
-      if (bpf_map__lookup_elem(skel_->maps.seen, &key, sizeof key, &v, sizeof v, 0) != 0 || v.repeats == 0)
+      if (bpf_map__lookup_elem(skel_->maps.seen, &key, sizeof key, per_cpu.data(),
+                               per_cpu.size() * sizeof(st_seen), 0) != 0)
         continue;
-      total += v.repeats;
+      // A syscall counted at entry on one CPU may be taken back at exit on another: the per-CPU
+      // counts wrap, their sum does not.
+      uint64_t repeats = 0;
+      for (const st_seen& v : per_cpu) repeats += v.repeats;
+      if (repeats == 0) continue;
+      total += repeats;
       auto it = known_.find({key.h1, key.h2});
       if (it == known_.end()) continue;  // never resolved: not in the trace either way
-      rec_.files[it->second.first].count += v.repeats;
+      rec_.files[it->second.first].count += repeats;
     }
     return total;
   }
@@ -441,8 +456,8 @@ class EbpfTracer final : public TracerBackend {
   // run inside an RCU read-side section, which MEMBARRIER_CMD_GLOBAL (a grace period) waits for;
   // where membarrier is refused, the programs are detached here instead.
   void stop_following() {
-    for (__u32 w = 0; w < ST_PID_WORDS; ++w)
-      __atomic_store_n(&skel_->bss->followed_bits[w], 0, __ATOMIC_SEQ_CST);
+    for (__u32 w = 0; w < ST_PID_STATE_WORDS; ++w)
+      __atomic_store_n(&skel_->bss->pid_state[w], 0, __ATOMIC_SEQ_CST);
     if (::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
       trace_bpf__detach(skel_);
       destroy_exit_links();
