@@ -2,11 +2,11 @@
 // one of three backends: the eBPF tracer ("ebpf"), one that records nothing ("none", the untraced
 // baseline: same bundle, same runtime, same netns), or the eBPF programs attached but following
 // nothing ("attached", a diagnostic). Optionally runs wrk inside the container's network namespace
-// while it runs, and prints one JSON line: tracer, wall time, trace events and drops, exit code,
-// the container's stdout and wrk's output. bench/tracer_overhead.sh runs it repeatedly and writes
-// RESULTS.md.
+// while it runs (on CPU N with --wrk-cpu N), and prints one JSON line: tracer, wall time, trace
+// events and drops, exit code, the host's CPU use during wrk, the container's stdout and wrk's
+// output. bench/tracer_overhead.sh runs it repeatedly and writes RESULTS.md.
 //
-// Usage: tracer_bench IMAGE ebpf|none|attached [--wrk "WRK ARGS..." --wait-port PORT]
+// Usage: tracer_bench IMAGE ebpf|none|attached [--wrk "WRK ARGS..." --wait-port PORT [--wrk-cpu N]]
 //                     [--trace-out FILE] [--bpf-stats] [-- CMD...]
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -120,6 +120,23 @@ std::string slurp(const std::filesystem::path& p) {
   return ss.str();
 }
 
+// Host-wide CPU time from /proc/stat's "cpu" line, in clock ticks: busy and idle (idle + iowait).
+struct HostCpu {
+  uint64_t busy = 0, idle = 0;
+};
+HostCpu host_cpu() {
+  std::ifstream in("/proc/stat");
+  std::string label;
+  in >> label;
+  HostCpu c;
+  for (int i = 0; i < 8; ++i) {
+    uint64_t v = 0;
+    if (!(in >> v)) break;
+    (i == 3 || i == 4 ? c.idle : c.busy) += v;
+  }
+  return c;
+}
+
 std::vector<std::string> split_words(const std::string& s) {
   std::istringstream in(s);
   std::vector<std::string> out;
@@ -130,7 +147,7 @@ std::vector<std::string> split_words(const std::string& s) {
 // Runs wrk in the container's network namespace once PORT accepts connections on 127.0.0.1
 // there; returns its stdout (and stderr).
 st::Result<std::string> run_wrk_in_netns(const std::filesystem::path& netns, int port,
-                                         const std::vector<std::string>& wrk_args) {
+                                         const std::vector<std::string>& wrk_args, int pin_cpu) {
   st::UniqueFd ns(::open(netns.c_str(), O_RDONLY | O_CLOEXEC));
   if (!ns.valid()) return st::Error::from_errno("open netns '" + netns.string() + "'");
   int fds[2];
@@ -147,6 +164,12 @@ st::Result<std::string> run_wrk_in_netns(const std::filesystem::path& netns, int
   if (pid == 0) {
     // Only async-signal-safe calls from here on: the parent has threads.
     if (::setns(ns.get(), CLONE_NEWNET) != 0) _exit(120);
+    if (pin_cpu >= 0) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET(pin_cpu, &set);
+      if (::sched_setaffinity(0, sizeof set, &set) != 0) _exit(122);
+    }
     ::dup2(wr.get(), STDOUT_FILENO);
     ::dup2(wr.get(), STDERR_FILENO);
     sockaddr_in addr{};
@@ -183,6 +206,7 @@ st::Result<std::string> run_wrk_in_netns(const std::filesystem::path& netns, int
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     std::string why = code == 120   ? "setns failed"
                       : code == 121 ? "nothing listens on 127.0.0.1:" + std::to_string(port)
+                      : code == 122 ? "cannot run on CPU " + std::to_string(pin_cpu)
                       : code == 127 ? "wrk not found"
                                     : "exit code " + std::to_string(code);
     return st::Error{"wrk in the container's netns: " + why + ": " + out};
@@ -192,7 +216,8 @@ st::Result<std::string> run_wrk_in_netns(const std::filesystem::path& netns, int
 
 int usage() {
   std::fprintf(stderr,
-               "usage: tracer_bench IMAGE ebpf|none|attached [--wrk \"WRK ARGS\" --wait-port PORT] "
+               "usage: tracer_bench IMAGE ebpf|none|attached [--wrk \"WRK ARGS\" --wait-port PORT "
+               "[--wrk-cpu N]] "
                "[--trace-out FILE] [--bpf-stats] [-- CMD...]\n");
   return 2;
 }
@@ -208,11 +233,14 @@ int main(int argc, char** argv) {
   int port = 0;
   std::string trace_out;
   bool bpf_stats = false;
+  int wrk_pin_cpu = -1;
   std::vector<std::string> cmd;
   for (int i = 3; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--wrk" && i + 1 < argc) {
       wrk_args = split_words(argv[++i]);
+    } else if (a == "--wrk-cpu" && i + 1 < argc) {
+      wrk_pin_cpu = std::atoi(argv[++i]);
     } else if (a == "--bpf-stats") {
       bpf_stats = true;
     } else if (a == "--trace-out" && i + 1 < argc) {
@@ -278,17 +306,21 @@ int main(int argc, char** argv) {
     return sec(ru.ru_utime) + sec(ru.ru_stime);
   };
   std::string wrk_out;
-  double wrk_wall = 0, wrk_cpu = 0;
+  double wrk_wall = 0, wrk_cpu = 0, wrk_host_busy = 0;
   nlohmann::json wrk_bpf = nlohmann::json::object();  // --bpf-stats: per program, over wrk's run
   tr::WhileRunning while_running;
   if (!wrk_args.empty()) {
     while_running = [&](const tr::RunningContainer& c) -> st::Status {
       auto b0 = own_bpf_stats();
       double c0 = cpu_seconds();
+      HostCpu h0 = host_cpu();
       auto w0 = std::chrono::steady_clock::now();
-      SLIMTRACE_ASSIGN_OR_RETURN(wrk_out, run_wrk_in_netns(c.netns, port, wrk_args));
+      SLIMTRACE_ASSIGN_OR_RETURN(wrk_out, run_wrk_in_netns(c.netns, port, wrk_args, wrk_pin_cpu));
       wrk_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
       wrk_cpu = cpu_seconds() - c0;
+      HostCpu h1 = host_cpu();
+      uint64_t busy = h1.busy - h0.busy, all = busy + (h1.idle - h0.idle);
+      wrk_host_busy = all ? static_cast<double>(busy) / static_cast<double>(all) : 0;
       if (bpf_stats) {
         for (const auto& [name, after] : own_bpf_stats()) {
           const ProgStats& before = b0[name];
@@ -325,6 +357,7 @@ int main(int argc, char** argv) {
       {"self_cpu_seconds", cpu},
       {"wrk_seconds", wrk_wall},
       {"wrk_self_cpu_seconds", wrk_cpu},
+      {"wrk_host_busy", wrk_host_busy},
       {"wrk_bpf", wrk_bpf},
       {"events", t.events},
       {"repeated_lookups", t.repeated_lookups},

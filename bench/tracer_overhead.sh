@@ -3,10 +3,12 @@
 # untraced (a backend that records nothing, same runtime/bundle/netns), interleaved, in one run:
 #   1. a syscall-heavy loop (bench/syscall_loop.c, static): open+close, stat, getpid per iteration;
 #      unpaced (overhead), and paced to ~120k tracer events/s (dropped events at >= 100k events/s);
-#   2. wrk against busybox httpd in the container, through the container's netns (127.0.0.1 only);
-#      also with the BPF programs attached but following nothing, to tell fixed from per-event cost,
-#      and with wrk, the container and the tracer all on one CPU (taskset), where the ratio is the
-#      CPU cost alone, without two CPUs' scheduling in it.
+#   2. wrk against busybox httpd in the container, through the container's netns (127.0.0.1 only):
+#      the server (the container, with the runtime and the tracer) on one CPU and wrk on another, the
+#      usual set-up for measuring a server, where the load generator neither shares the server's
+#      CPU nor limits it; then unpinned, wrk and the server sharing both CPUs, also with the BPF
+#      programs attached but following nothing, to tell fixed from per-event cost; and everything
+#      on one CPU (taskset), where the ratio is the CPU cost alone.
 # Builds tracer_bench with the release preset, builds the image, and rewrites the "Tracer overhead"
 # part of bench/RESULTS.md (the flatten part above it is kept). Needs root, runc or crun, and BPF.
 # Usage: bench/tracer_overhead.sh [REPS=5] [WRK_SECONDS=6]   (about 3 minutes with the defaults:
@@ -20,6 +22,7 @@ cd "$SRC"
 for t in umoci gcc wrk jq python3 taskset; do
   command -v "$t" >/dev/null || { echo "tracer_overhead.sh: '$t' is not installed" >&2; exit 1; }
 done
+[[ $(nproc) -ge 2 ]] || { echo "tracer_overhead.sh: needs two CPUs (server and wrk on CPUs of their own)" >&2; exit 1; }
 [[ -x /bin/busybox ]] || { echo "tracer_overhead.sh: /bin/busybox (busybox-static) is missing" >&2; exit 1; }
 
 # The release preset's settings in a build dir of its own, so a concurrent build/release is untouched.
@@ -83,6 +86,13 @@ for i in $(seq 1 "$REPS"); do
     mode=${wrk_modes[$(((k + i - 1) % 3))]}
     run wrk "$mode" --wait-port 8080 --wrk "-t1 -c8 -d${WRK_SECONDS}s http://127.0.0.1:8080/file" \
       -- /bin/httpd -f -p 127.0.0.1:8080 -h /www
+  done
+  # The server on its own CPU (the runtime and the container inherit the affinity), wrk on another.
+  pair_modes=(none ebpf)
+  for k in 0 1; do
+    mode=${pair_modes[$(((k + i - 1) % 2))]}
+    PIN="taskset -c $ONE_CPU" run wrk2 "$mode" --wait-port 8080 --wrk-cpu 0 \
+      --wrk "-t1 -c8 -d${WRK_SECONDS}s http://127.0.0.1:8080/file" -- /bin/httpd -f -p 127.0.0.1:8080 -h /www
   done
   # One CPU: the runtime and the container inherit the affinity.
   one_cpu_modes=(none ebpf)
