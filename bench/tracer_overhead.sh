@@ -11,7 +11,7 @@
 #      on one CPU (taskset), where the ratio is the CPU cost alone.
 # Builds tracer_bench with the release preset, builds the image, and rewrites the "Tracer overhead"
 # part of bench/RESULTS.md (the flatten part above it is kept). Needs root, runc or crun, and BPF.
-# Usage: bench/tracer_overhead.sh [REPS=5] [WRK_SECONDS=6]   (about 3 minutes with the defaults:
+# Usage: bench/tracer_overhead.sh [REPS=5] [WRK_SECONDS=6]   (about 9 minutes with the defaults:
 # more, shorter wrk runs, because on a shared machine the load drifts over tens of seconds)
 set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

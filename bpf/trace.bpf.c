@@ -753,10 +753,11 @@ int on_path_exit(struct syscall_exit_args *ctx) {
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm) {
   __u32 tgid = p->tgid;
-  if (!state_of(tgid)) return 0;
+  __u64 state = state_of(tgid);
+  if (!state) return 0;
   /* a thread's exec takes the leader's tid; the execve's exit is looked up under the new one */
   if ((__u32)old_pid != (__u32)p->pid) drop_pending((__u32)old_pid);
-  if (!(state_of(tgid) & ST_PID_INSIDE) && !filter_in_container((__u64)p->seccomp.filter)) return 0;
+  if (!(state & ST_PID_INSIDE) && !filter_in_container((__u64)p->seccomp.filter)) return 0;
   struct st_exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     count_drop();
@@ -851,12 +852,13 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child) {
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *p) {
   __u32 tgid = p->tgid;
-  if (!state_of(tgid)) return 0;
+  __u64 state = state_of(tgid);
+  if (!state) return 0;
   __u32 tid = p->pid;
   drop_pending(tid);
   /* signal->live drops to zero when the last thread of the process exits */
   if (p->signal->live.counter != 0) return 0;
-  int inside = (state_of(tgid) & ST_PID_INSIDE) != 0;
+  int inside = (state & ST_PID_INSIDE) != 0;
   clear_state(tgid);
   if (!inside) {
     bpf_map_delete_elem(&tracked, &tgid); /* processes inside have no entry */

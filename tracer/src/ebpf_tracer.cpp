@@ -429,7 +429,8 @@ class EbpfTracer final : public TracerBackend {
   uint64_t add_repeats() {
     int ncpu = libbpf_num_possible_cpus();
     if (ncpu <= 0) return 0;
-    std::vector<st_seen> per_cpu(static_cast<size_t>(ncpu));  // 16 bytes: no per-CPU padding
+    static_assert(sizeof(st_seen) % 8 == 0, "per-CPU values are 8-byte aligned: no padding between them");
+    std::vector<st_seen> per_cpu(static_cast<size_t>(ncpu));
     uint64_t total = 0;
     st_key key{}, next{};
     const st_key* prev = nullptr;
