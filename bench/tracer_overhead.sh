@@ -19,7 +19,7 @@ REPS=${1:-5}
 WRK_SECONDS=${2:-6}
 cd "$SRC"
 [[ $(id -u) -eq 0 ]] || { echo "tracer_overhead.sh: needs root (runs containers, loads BPF)" >&2; exit 1; }
-for t in umoci gcc wrk jq python3 taskset; do
+for t in umoci gcc wrk jq python3 taskset bpftool; do
   command -v "$t" >/dev/null || { echo "tracer_overhead.sh: '$t' is not installed" >&2; exit 1; }
 done
 [[ $(nproc) -ge 2 ]] || { echo "tracer_overhead.sh: needs two CPUs (server and wrk on CPUs of their own)" >&2; exit 1; }
@@ -31,8 +31,9 @@ BUILD=${BENCH_BUILD_DIR:-$SRC/build/bench-release}
 RESULTS=${BENCH_RESULTS:-$SRC/bench/RESULTS.md}
 # An already configured dir (e.g. BENCH_BUILD_DIR=build/<yours>) is built as it is.
 [[ -f $BUILD/CMakeCache.txt ]] || cmake --preset release -B "$BUILD" >/dev/null
-cmake --build "$BUILD" --target tracer_bench >/dev/null
+cmake --build "$BUILD" --target tracer_bench hook_floor >/dev/null
 BENCH=$BUILD/bench/tracer_bench
+FLOOR=$BUILD/bench/hook_floor
 
 OUT=$BUILD/tracer-bench
 rm -rf "$OUT"
@@ -109,6 +110,22 @@ for mode in ebpf attached; do
   run bpfstats "$mode" --bpf-stats --wait-port 8080 --wrk "-t1 -c8 -d5s http://127.0.0.1:8080/file" \
     -- /bin/httpd -f -p 127.0.0.1:8080 -h /www
 done
+# The kernel's floor under the fixed cost: a host getppid loop with empty programs on the syscall
+# tracepoints (hook_floor), and the same loop while slimtrace's own programs are attached.
+step "hook floor"
+"$FLOOR" --reps 9 >"$OUT/floor.json"
+# The container only sleeps: long enough for the loop, then it ends by itself (a clean teardown).
+"$BENCH" "$img" attached -- /bin/sleep 25 >"$OUT/floor-attached.jsonl" 2>"$OUT/floor-attached.err" &
+attached_pid=$!
+for _ in $(seq 1 100); do
+  bpftool prog show name on_sys_enter >/dev/null 2>&1 && break
+  sleep 0.3
+done
+bpftool prog show name on_sys_enter >/dev/null 2>&1 ||
+  { cat "$OUT/floor-attached.err" >&2; echo "tracer_overhead.sh: the programs were never loaded" >&2; exit 1; }
+sleep 2 # loaded comes before attached, and the container's start before its sleep
+"$FLOOR" --reps 9 --only none >"$OUT/floor-slimtrace.json"
+wait "$attached_pid" || { cat "$OUT/floor-attached.err" >&2; exit 1; }
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 step "done in $(($(date +%s) - started)) s"
 

@@ -55,6 +55,60 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def floor_section(out, traced_stats_run, server_rps):
+    """The kernel's price per host syscall for the hooks (bench/hook_floor.cpp), next to slimtrace's
+    own programs attached, and what that floor comes to per request."""
+    try:
+        with open(os.path.join(out, "floor.json")) as f:
+            floor = json.load(f)
+        with open(os.path.join(out, "floor-slimtrace.json")) as f:
+            ours = json.load(f)
+    except FileNotFoundError:
+        return ""
+    m = floor["median_ns"]
+    base = m["none"]
+    rows = [
+        ("nothing attached", base),
+        ("an empty program on the `sys_enter` raw tracepoint", m["sys_enter"]),
+        ("an empty program on one `sys_exit_<name>` tracepoint (openat, which the loop never makes)",
+         m["sys_exit_openat"]),
+        ("both: the kernel's floor for the hooks the tracer needs", m["both"]),
+        ("slimtrace's programs attached (the loop is not followed), timed separately", ours["median_ns"]["none"]),
+    ]
+    table = "\n".join(f"| {label} | {ns:.0f} | {ns - base:+.0f} |" for label, ns in rows)
+    floor_ns = m["both"] - base
+    ours_ns = ours["median_ns"]["none"] - base
+    per_request = ""
+    if traced_stats_run and server_rps:
+        reqs = wrk_stats(traced_stats_run)["requests"]
+        calls = traced_stats_run["wrk_bpf"].get("on_sys_enter", {}).get("runs", 0)
+        if reqs and calls:
+            spr = calls / reqs
+            cpu_us = 1e6 / server_rps
+            per_request = textwrap.fill(
+                f"- Per request: the BPF statistics above count {spr:.0f} syscalls on the host per request "
+                f"(httpd's, wrk's, the runtime's), and the server's saturated CPU spends {cpu_us:.0f} us per "
+                f"request untraced (1 / req/s, separate CPUs). At the floor's {floor_ns:.0f} ns per syscall that "
+                f"is up to {spr * floor_ns / 1e3:.1f} us, {spr * floor_ns / 1e3 / cpu_us * 100:.1f}% of the "
+                f"server's CPU, before the tracer records anything (an upper bound: wrk's share of the syscalls "
+                f"runs on the other CPU). A keep-alive server making a handful of syscalls per request in a few "
+                f"microseconds pays the same per syscall, a larger share.", width=100, subsequent_indent="  ") + "\n"
+    return ("\n## The floor: what the kernel charges per host syscall for the hooks\n\n" + textwrap.fill(
+        f"`bench/hook_floor` times a getppid(2) loop on the host ({floor['calls']:,} calls, best of 3, median "
+        f"of {floor['reps']} interleaved repetitions) with nothing attached and with two-instruction BPF "
+        f"programs on the syscall tracepoints: as soon as any syscall tracepoint is in use, every task on the "
+        f"host takes the kernel's slow syscall path and runs the tracepoint's probes on each syscall, whatever "
+        f"the program does. slimtrace needs `sys_enter` (the syscall set needs every syscall) and the "
+        f"`sys_exit_<name>` of the path syscalls (their outcome), and no cheaper hook is permitted here "
+        f"(fentry and BPF-LSM are refused, kprobes are not configured).", width=100) + "\n\n"
+        "| attached | ns per syscall (median) | added |\n|---|---|---|\n" + table + "\n\n"
+        + textwrap.fill(f"- slimtrace's own programs add {ours_ns - floor_ns:+.0f} ns to the floor's "
+                        f"{floor_ns:.0f} ns per host syscall. Runs (ns): "
+                        + "; ".join(f"{k} {fmt_list(v)}" for k, v in floor["runs_ns"].items())
+                        + f"; slimtrace attached {fmt_list(ours['runs_ns']['none'])}.", width=100,
+                        subsequent_indent="  ") + "\n" + per_request)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -180,6 +234,7 @@ def main():
                    "and both return after one bit test for untraced processes.", width=100) + "\n\n"
                    "| run | program | runs/s | avg ns/run | CPU (% of one CPU) |\n|---|---|---|---|---|\n"
                    + "\n".join(rows) + "\n")
+    floor_md = floor_section(a.out, diag.get("ebpf"), w2u_rps if pinned else None)
     if wa:
         fixed = 1 - wa_rps / wu_rps
         per_event = (wa_rps - wt_rps) / wu_rps
@@ -296,7 +351,7 @@ and outcome) is counted in the kernel instead (the trace's `repeated_lookups`).
   syscall, so each pays the BPF program's path copy, hash and map updates, while an HTTP
   server spends most of its time in network syscalls that only hit the cheap "tracked?" check.
   Runs (it/s): untraced {fmt_list(x[2] for x in lu)}; traced {fmt_list(x[2] for x in lt)}.
-{diag_md}
+{diag_md}{floor_md}
 ## Machine and command
 
 - Date: {datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
