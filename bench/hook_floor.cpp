@@ -31,34 +31,12 @@
 #include <string>
 #include <vector>
 
+#include "slimtrace/fd.hpp"
+
 namespace {
 
-// An fd closed on scope exit: detaching a program is closing its link or perf event.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = o.fd_;
-      o.fd_ = -1;
-    }
-    return *this;
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
+// Detaching a program is closing its link or perf event: UniqueFd does it on scope exit.
+using Fd = slimtrace::UniqueFd;
 
 [[noreturn]] void fail(const std::string& what) {
   std::fprintf(stderr, "hook_floor: %s: %s\n", what.c_str(), std::strerror(errno));
