@@ -11,12 +11,10 @@
 //
 // Usage: hook_floor [--reps N] [--calls N] [--only none]
 //   --only none: only the unhooked loop (to time it while another tracer is attached)
-#include <fcntl.h>
 #include <linux/bpf.h>
 #include <linux/perf_event.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -28,6 +26,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -38,9 +37,9 @@ namespace {
 // Detaching a program is closing its link or perf event: UniqueFd does it on scope exit.
 using Fd = slimtrace::UniqueFd;
 
+// Thrown, not exit()ed: the destructors detach the programs.
 [[noreturn]] void fail(const std::string& what) {
-  std::fprintf(stderr, "hook_floor: %s: %s\n", what.c_str(), std::strerror(errno));
-  std::exit(1);
+  throw std::runtime_error(what + ": " + std::strerror(errno));
 }
 
 long sys_bpf(int cmd, union bpf_attr* attr) { return syscall(SYS_bpf, cmd, attr, sizeof(*attr)); }
@@ -78,39 +77,32 @@ EnterHook attach_sys_enter() {
   return h;
 }
 
-// tracefs, mounted for the tracepoint's id when it is not, and unmounted again by the destructor.
-class Tracefs {
- public:
-  Tracefs() {
-    for (const char* d : {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}) {
-      if (access((std::string(d) + "/events").c_str(), F_OK) == 0) {
-        dir_ = d;
-        return;
-      }
-    }
-    if (mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, nullptr) != 0) fail("mount tracefs");
-    dir_ = "/sys/kernel/tracing";
-    mounted_ = true;
+// The tracepoint's id, from tracefs; a tracefs mounted for it is unmounted at once (perf_event_open
+// needs only the id), so an interrupted run leaves no mount behind.
+unsigned long long sys_exit_openat_id() {
+  const char* const dirs[] = {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"};
+  bool mounted = false;
+  std::string dir;
+  for (const char* d : dirs) {
+    if (access((std::string(d) + "/events").c_str(), F_OK) == 0) dir = d;
+    if (!dir.empty()) break;
   }
-  Tracefs(const Tracefs&) = delete;
-  Tracefs& operator=(const Tracefs&) = delete;
-  ~Tracefs() {
-    if (mounted_) umount2(dir_.c_str(), MNT_DETACH);
+  if (dir.empty()) {
+    if (mount("tracefs", dirs[0], "tracefs", 0, nullptr) != 0) fail("mount tracefs");
+    dir = dirs[0];
+    mounted = true;
   }
-  const std::string& dir() const { return dir_; }
-
- private:
-  std::string dir_;
-  bool mounted_ = false;
-};
+  unsigned long long id = 0;
+  bool ok = static_cast<bool>(std::ifstream(dir + "/events/syscalls/sys_exit_openat/id") >> id);
+  if (mounted) umount2(dir.c_str(), MNT_DETACH);
+  if (!ok) fail("reading the id of syscalls/sys_exit_openat");
+  return id;
+}
 
 struct ExitHook {
   Fd prog, event;
 };
-ExitHook attach_sys_exit_openat(const Tracefs& tracefs) {
-  std::ifstream idf(tracefs.dir() + "/events/syscalls/sys_exit_openat/id");
-  unsigned long long id = 0;
-  if (!(idf >> id)) fail("reading the id of syscalls/sys_exit_openat");
+ExitHook attach_sys_exit_openat(unsigned long long id) {
   ExitHook h{load_empty_program(BPF_PROG_TYPE_TRACEPOINT), Fd()};
   perf_event_attr pa{};
   pa.type = PERF_TYPE_TRACEPOINT;
@@ -146,6 +138,31 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
+void measure(std::map<std::string, std::vector<double>>& runs, int reps, long calls, bool only_none) {
+  if (only_none) {
+    for (int r = 0; r < reps; r++) runs["none"].push_back(time_loop(calls));
+  } else {
+    unsigned long long exit_id = sys_exit_openat_id();
+    // Interleaved, so that a change in the machine's load touches every mode alike.
+    for (int r = 0; r < reps; r++) {
+      runs["none"].push_back(time_loop(calls));
+      {
+        EnterHook e = attach_sys_enter();
+        runs["sys_enter"].push_back(time_loop(calls));
+      }
+      {
+        ExitHook x = attach_sys_exit_openat(exit_id);
+        runs["sys_exit_openat"].push_back(time_loop(calls));
+      }
+      {
+        EnterHook e = attach_sys_enter();
+        ExitHook x = attach_sys_exit_openat(exit_id);
+        runs["both"].push_back(time_loop(calls));
+      }
+    }
+  }
+}
+
 int usage() {
   std::fprintf(stderr, "usage: hook_floor [--reps N] [--calls N] [--only none]\n");
   return 2;
@@ -173,27 +190,11 @@ int main(int argc, char** argv) {
   if (reps < 1 || calls < 1) return usage();
 
   std::map<std::string, std::vector<double>> runs;
-  if (only_none) {
-    for (int r = 0; r < reps; r++) runs["none"].push_back(time_loop(calls));
-  } else {
-    Tracefs tracefs;
-    // Interleaved, so that a change in the machine's load touches every mode alike.
-    for (int r = 0; r < reps; r++) {
-      runs["none"].push_back(time_loop(calls));
-      {
-        EnterHook e = attach_sys_enter();
-        runs["sys_enter"].push_back(time_loop(calls));
-      }
-      {
-        ExitHook x = attach_sys_exit_openat(tracefs);
-        runs["sys_exit_openat"].push_back(time_loop(calls));
-      }
-      {
-        EnterHook e = attach_sys_enter();
-        ExitHook x = attach_sys_exit_openat(tracefs);
-        runs["both"].push_back(time_loop(calls));
-      }
-    }
+  try {
+    measure(runs, reps, calls, only_none);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hook_floor: %s\n", e.what());
+    return 1;
   }
   nlohmann::json out;
   out["calls"] = calls;

@@ -9,6 +9,8 @@
 #      CPU nor limits it; then unpinned, wrk and the server sharing both CPUs, also with the BPF
 #      programs attached but following nothing, to tell fixed from per-event cost; and everything
 #      on one CPU (taskset), where the ratio is the CPU cost alone.
+#   3. the kernel's floor per host syscall for the hooks (bench/hook_floor.cpp), next to the same
+#      loop with slimtrace's programs attached.
 # Builds tracer_bench with the release preset, builds the image, and rewrites the "Tracer overhead"
 # part of bench/RESULTS.md (the flatten part above it is kept). Needs root, runc or crun, and BPF.
 # Usage: bench/tracer_overhead.sh [REPS=5] [WRK_SECONDS=6]   (about 9 minutes with the defaults:
