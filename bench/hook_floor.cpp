@@ -11,7 +11,6 @@
 //
 // Usage: hook_floor [--reps N] [--calls N] [--only none]
 //   --only none: only the unhooked loop (to time it while another tracer is attached)
-#include <linux/bpf.h>
 #include <linux/perf_event.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -19,10 +18,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -30,51 +27,18 @@
 #include <string>
 #include <vector>
 
-#include "slimtrace/fd.hpp"
+#include "raw_bpf.hpp"
 
 namespace {
 
-// Detaching a program is closing its link or perf event: UniqueFd does it on scope exit.
-using Fd = slimtrace::UniqueFd;
+using bench::attach_raw_tracepoint;
+using bench::fail;
+using bench::Fd;
+using bench::load_empty_program;
+using bench::RawTracepointHook;
 
-// Thrown, not exit()ed: the destructors detach the programs.
-[[noreturn]] void fail(const std::string& what) {
-  throw std::runtime_error(what + ": " + std::strerror(errno));
-}
-
-long sys_bpf(int cmd, union bpf_attr* attr) { return syscall(SYS_bpf, cmd, attr, sizeof(*attr)); }
-
-Fd load_empty_program(bpf_prog_type type) {
-  // r0 = 0; exit
-  const bpf_insn insns[] = {
-      {.code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
-      {.code = BPF_JMP | BPF_EXIT, .dst_reg = 0, .src_reg = 0, .off = 0, .imm = 0},
-  };
-  static const char license[] = "GPL";
-  union bpf_attr attr {};
-  attr.prog_type = type;
-  attr.insns = reinterpret_cast<__u64>(insns);
-  attr.insn_cnt = 2;
-  attr.license = reinterpret_cast<__u64>(license);
-  int fd = static_cast<int>(sys_bpf(BPF_PROG_LOAD, &attr));
-  if (fd < 0) fail("loading an empty BPF program");
-  return Fd(fd);
-}
-
-// Holds the program attached to the sys_enter raw tracepoint while alive.
-struct EnterHook {
-  Fd prog, link;
-};
-EnterHook attach_sys_enter() {
-  EnterHook h{load_empty_program(BPF_PROG_TYPE_RAW_TRACEPOINT), Fd()};
-  static const char name[] = "sys_enter";
-  union bpf_attr attr {};
-  attr.raw_tracepoint.name = reinterpret_cast<__u64>(name);
-  attr.raw_tracepoint.prog_fd = static_cast<__u32>(h.prog.get());
-  int fd = static_cast<int>(sys_bpf(BPF_RAW_TRACEPOINT_OPEN, &attr));
-  if (fd < 0) fail("attaching to raw tracepoint sys_enter");
-  h.link = Fd(fd);
-  return h;
+RawTracepointHook attach_sys_enter() {
+  return attach_raw_tracepoint(load_empty_program(BPF_PROG_TYPE_RAW_TRACEPOINT), "sys_enter");
 }
 
 // The tracepoint's id, from tracefs; a tracefs mounted for it is unmounted at once (perf_event_open
@@ -147,7 +111,7 @@ void measure(std::map<std::string, std::vector<double>>& runs, int reps, long ca
     for (int r = 0; r < reps; r++) {
       runs["none"].push_back(time_loop(calls));
       {
-        EnterHook e = attach_sys_enter();
+        RawTracepointHook e = attach_sys_enter();
         runs["sys_enter"].push_back(time_loop(calls));
       }
       {
@@ -155,7 +119,7 @@ void measure(std::map<std::string, std::vector<double>>& runs, int reps, long ca
         runs["sys_exit_openat"].push_back(time_loop(calls));
       }
       {
-        EnterHook e = attach_sys_enter();
+        RawTracepointHook e = attach_sys_enter();
         ExitHook x = attach_sys_exit_openat(exit_id);
         runs["both"].push_back(time_loop(calls));
       }
