@@ -6,7 +6,14 @@
 // events and drops, exit code, the host's CPU use during wrk, the container's stdout and wrk's
 // output. bench/tracer_overhead.sh runs it repeatedly and writes RESULTS.md.
 //
-// Usage: tracer_bench IMAGE ebpf|none|attached [--wrk "WRK ARGS..." --wait-port PORT [--wrk-cpu N]]
+// --wrk-repeat N runs wrk N times (windows); with --wrk-at, window k starts at EPOCH_MS + k * MS
+// of wall-clock time, so that two of these processes started together load their two containers in
+// the same seconds (on a machine whose speed changes from second to second, a traced and an
+// untraced server sharing a CPU see the same changes). --count-syscalls counts the syscalls made on
+// each CPU, host-wide, during the windows (a counting program on sys_enter: not for timed runs).
+//
+// Usage: tracer_bench IMAGE ebpf|none|attached [--wrk "WRK ARGS..." --wait-port PORT [--wrk-cpu N]
+//                     [--wrk-repeat N [--wrk-at EPOCH_MS --wrk-period MS]] [--count-syscalls]]
 //                     [--trace-out FILE] [--bpf-stats] [-- CMD...]
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -32,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "raw_bpf.hpp"
 #include "runner_internal.hpp"
 #include "slimtrace/fd.hpp"
 #include "slimtrace/image/file_tree.hpp"
@@ -137,6 +145,27 @@ HostCpu host_cpu() {
   return c;
 }
 
+// CPU time used so far by the cgroup of process `pid` (the container's, which its processes' syscalls
+// and the BPF programs they run are charged to), in seconds; -1 when it cannot be read. cgroup2's
+// cpu.stat has it with or without the cpu controller: on a hybrid host under /sys/fs/cgroup/unified.
+double cgroup_cpu_seconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cgroup");
+  std::string path;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("0::", 0) == 0) path = line.substr(3);
+  }
+  if (path.empty()) return -1;
+  for (const char* root : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
+    std::ifstream stat(std::string(root) + path + "/cpu.stat");
+    std::string key;
+    unsigned long long value = 0;
+    while (stat >> key >> value) {
+      if (key == "usage_usec") return static_cast<double>(value) / 1e6;
+    }
+  }
+  return -1;
+}
+
 std::vector<std::string> split_words(const std::string& s) {
   std::istringstream in(s);
   std::vector<std::string> out;
@@ -144,10 +173,17 @@ std::vector<std::string> split_words(const std::string& s) {
   return out;
 }
 
+struct WrkRun {
+  std::string output;  // wrk's stdout and stderr
+  double late_ms = 0;  // how long after `start_at_ms` wrk started (0 without a start time)
+};
+
 // Runs wrk in the container's network namespace once PORT accepts connections on 127.0.0.1
-// there; returns its stdout (and stderr).
-st::Result<std::string> run_wrk_in_netns(const std::filesystem::path& netns, int port,
-                                         const std::vector<std::string>& wrk_args, int pin_cpu) {
+// there; with `start_at_ms` (the window's start, wall-clock ms since the epoch), it also reports how
+// late after it wrk started.
+st::Result<WrkRun> run_wrk_in_netns(const std::filesystem::path& netns, int port,
+                                    const std::vector<std::string>& wrk_args, int pin_cpu,
+                                    long long start_at_ms) {
   st::UniqueFd ns(::open(netns.c_str(), O_RDONLY | O_CLOEXEC));
   if (!ns.valid()) return st::Error::from_errno("open netns '" + netns.string() + "'");
   int fds[2];
@@ -187,11 +223,29 @@ st::Result<std::string> run_wrk_in_netns(const std::filesystem::path& netns, int
       }
     }
     if (!up) _exit(121);
+    if (start_at_ms > 0) {
+      // How late after its start time wrk starts (the server may have been slow to listen), as the
+      // first line of the output, formatted by hand: only async-signal-safe calls here.
+      timespec now{};
+      ::clock_gettime(CLOCK_REALTIME, &now);
+      long long late = (static_cast<long long>(now.tv_sec) * 1000 + now.tv_nsec / 1'000'000) - start_at_ms;
+      char line[32] = "late_ms ";
+      size_t n = 8;
+      if (late < 0) late = 0;
+      char digits[20];
+      size_t d = 0;
+      do digits[d++] = static_cast<char>('0' + late % 10);
+      while ((late /= 10) > 0 && d < sizeof digits);
+      while (d > 0 && n < sizeof line - 1) line[n++] = digits[--d];
+      line[n++] = '\n';
+      if (::write(STDOUT_FILENO, line, n) < 0) _exit(123);
+    }
     ::execvp("wrk", argv.data());
     _exit(127);
   }
   wr.reset();
-  std::string out;
+  WrkRun run;
+  std::string& out = run.output;
   char buf[4096];
   for (;;) {
     ssize_t n = ::read(rd.get(), buf, sizeof buf);
@@ -202,6 +256,11 @@ st::Result<std::string> run_wrk_in_netns(const std::filesystem::path& netns, int
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
+  if (out.rfind("late_ms ", 0) == 0) {
+    size_t eol = out.find('\n');
+    run.late_ms = std::atof(out.c_str() + 8);
+    out.erase(0, eol == std::string::npos ? out.size() : eol + 1);
+  }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     std::string why = code == 120   ? "setns failed"
@@ -211,13 +270,13 @@ st::Result<std::string> run_wrk_in_netns(const std::filesystem::path& netns, int
                                     : "exit code " + std::to_string(code);
     return st::Error{"wrk in the container's netns: " + why + ": " + out};
   }
-  return out;
+  return run;
 }
 
 int usage() {
   std::fprintf(stderr,
                "usage: tracer_bench IMAGE ebpf|none|attached [--wrk \"WRK ARGS\" --wait-port PORT "
-               "[--wrk-cpu N]] "
+               "[--wrk-cpu N] [--wrk-repeat N [--wrk-at EPOCH_MS --wrk-period MS]] [--count-syscalls]] "
                "[--trace-out FILE] [--bpf-stats] [-- CMD...]\n");
   return 2;
 }
@@ -234,6 +293,9 @@ int main(int argc, char** argv) {
   std::string trace_out;
   bool bpf_stats = false;
   int wrk_pin_cpu = -1;
+  int wrk_repeat = 1;
+  long long wrk_at_ms = 0, wrk_period_ms = 0;
+  bool count_syscalls = false;
   std::vector<std::string> cmd;
   for (int i = 3; i < argc; ++i) {
     std::string a = argv[i];
@@ -241,6 +303,14 @@ int main(int argc, char** argv) {
       wrk_args = split_words(argv[++i]);
     } else if (a == "--wrk-cpu" && i + 1 < argc) {
       wrk_pin_cpu = std::atoi(argv[++i]);
+    } else if (a == "--wrk-repeat" && i + 1 < argc) {
+      wrk_repeat = std::atoi(argv[++i]);
+    } else if (a == "--wrk-at" && i + 1 < argc) {
+      wrk_at_ms = std::atoll(argv[++i]);
+    } else if (a == "--wrk-period" && i + 1 < argc) {
+      wrk_period_ms = std::atoll(argv[++i]);
+    } else if (a == "--count-syscalls") {
+      count_syscalls = true;
     } else if (a == "--bpf-stats") {
       bpf_stats = true;
     } else if (a == "--trace-out" && i + 1 < argc) {
@@ -255,6 +325,7 @@ int main(int argc, char** argv) {
     }
   }
   if (!wrk_args.empty() && port <= 0) return usage();
+  if (wrk_repeat < 1 || (wrk_repeat > 1 && wrk_at_ms > 0 && wrk_period_ms <= 0)) return usage();
 
   st::install_interrupt_cleanup();
   st::UniqueFd stats_fd;
@@ -306,6 +377,8 @@ int main(int argc, char** argv) {
     return sec(ru.ru_utime) + sec(ru.ru_stime);
   };
   std::string wrk_out;
+  nlohmann::json wrk_windows = nlohmann::json::array();
+  nlohmann::json wrk_syscalls = nlohmann::json::array();  // --count-syscalls: per CPU, over wrk's run
   double wrk_wall = 0, wrk_cpu = 0, wrk_host_busy = 0;
   nlohmann::json wrk_bpf = nlohmann::json::object();  // --bpf-stats: per program, over wrk's run
   tr::WhileRunning while_running;
@@ -315,7 +388,42 @@ int main(int argc, char** argv) {
       double c0 = cpu_seconds();
       HostCpu h0 = host_cpu();
       auto w0 = std::chrono::steady_clock::now();
-      SLIMTRACE_ASSIGN_OR_RETURN(wrk_out, run_wrk_in_netns(c.netns, port, wrk_args, wrk_pin_cpu));
+      std::unique_ptr<bench::SyscallCounter> counter;
+      auto counts = [&]() -> st::Result<std::vector<unsigned long long>> {
+        try {
+          if (!counter && count_syscalls) counter = std::make_unique<bench::SyscallCounter>();
+          return counter ? counter->per_cpu() : std::vector<unsigned long long>{};
+        } catch (const std::exception& e) {
+          return st::Error{e.what()};
+        }
+      };
+      // Counted over the windows only, not the waits before and between them.
+      std::vector<unsigned long long> counted;
+      for (int k = 0; k < wrk_repeat; ++k) {
+        long long at = wrk_at_ms > 0 ? wrk_at_ms + k * wrk_period_ms : 0;
+        if (at > 0) {
+          timespec ts{static_cast<time_t>(at / 1000), static_cast<long>(at % 1000) * 1'000'000};
+          while (::clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+          }
+        }
+        SLIMTRACE_ASSIGN_OR_RETURN(auto before, counts());
+        double container0 = cgroup_cpu_seconds(c.pid), self0 = cpu_seconds();
+        SLIMTRACE_ASSIGN_OR_RETURN(WrkRun one, run_wrk_in_netns(c.netns, port, wrk_args, wrk_pin_cpu, at));
+        double container1 = cgroup_cpu_seconds(c.pid), self1 = cpu_seconds();
+        SLIMTRACE_ASSIGN_OR_RETURN(auto after, counts());
+        counted.resize(after.size());
+        for (size_t i = 0; i < after.size(); ++i) counted[i] += after[i] - before[i];
+        if (k == 0) wrk_out = one.output;
+        // CPU used by the container (its cgroup) and by this process (the tracer's reader) in the
+        // window: with two servers on one CPU, each one's CPU time per request.
+        wrk_windows.push_back({{"late_ms", one.late_ms},
+                               {"wrk", one.output},
+                               {"container_cpu_seconds", container0 < 0 || container1 < 0
+                                                             ? nlohmann::json(nullptr)
+                                                             : nlohmann::json(container1 - container0)},
+                               {"self_cpu_seconds", self1 - self0}});
+      }
+      wrk_syscalls = counted;
       wrk_wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
       wrk_cpu = cpu_seconds() - c0;
       HostCpu h1 = host_cpu();
@@ -359,6 +467,8 @@ int main(int argc, char** argv) {
       {"wrk_self_cpu_seconds", wrk_cpu},
       {"wrk_host_busy", wrk_host_busy},
       {"wrk_bpf", wrk_bpf},
+      {"wrk_windows", wrk_windows},
+      {"wrk_syscalls_per_cpu", wrk_syscalls},
       {"events", t.events},
       {"repeated_lookups", t.repeated_lookups},
       {"dropped_events", t.dropped_events},
