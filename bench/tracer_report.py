@@ -505,10 +505,11 @@ def main():
                       f"{w2t_rps:,.0f} req/s | {w2_ratio * 100:.1f}% |\n" if same else
                       f"{w2t_rps:,.0f} req/s | **{w2_ratio * 100:.1f}%** |\n")
         shared_label = "HTTP, CPUs shared: the same, unpinned, wrk and the server sharing both CPUs"
+        b = "" if same else "**"  # bold only where these runs are the verdict
         verdict_md = textwrap.fill(
-            f"- HTTP throughput traced, the server on a CPU of its own: **{w2_ratio * 100:.1f}%** of untraced by "
-            f"the ratio of the medians, **{w2_rep_ratio * 100:.1f}%** by the median of the per-repetition ratios "
-            f"{'' if same else '(target: >= 97%, counted as met only if both are) — ' + verdict(http_met)}"
+            f"- HTTP throughput traced, the server on a CPU of its own: {b}{w2_ratio * 100:.1f}%{b} of untraced by "
+            f"the ratio of the medians, {b}{w2_rep_ratio * 100:.1f}%{b} by the median of the per-repetition ratios"
+            f"{'' if same else ' (target: >= 97%, counted as met only if both are) — ' + verdict(http_met)}"
             f"{noisy}. "
             f"{'The set-up is' if same else 'This is the set-up the target is judged on,'} "
             f"the usual one for measuring a server: the load generator has a CPU of its "
