@@ -120,64 +120,15 @@ for mode in ebpf attached; do
   run bpfstats "$mode" --bpf-stats --wait-port 8080 --wrk "-t1 -c8 -d5s http://127.0.0.1:8080/file" \
     -- /bin/httpd -f -p 127.0.0.1:8080 -h /www
 done
-# The kernel's floor under the fixed cost: a host getppid loop with empty programs on the syscall
-# tracepoints (hook_floor), and the same loop while slimtrace's own programs are attached.
+# 3. The kernel's floor under the fixed cost (same_seconds.bash).
+IMG=$img SERVER_CPU=$ONE_CPU WRK_CPU=0 PORT=8080 URL=http://127.0.0.1:8080/file
+SERVER_CMD=(/bin/httpd -f -p 127.0.0.1:8080 -h /www)
+# shellcheck source=bench/same_seconds.bash
+source bench/same_seconds.bash
 step "hook floor"
-"$FLOOR" --reps 21 >"$OUT/floor.json"
-# The container only sleeps: long enough for the loop, then it ends by itself (a clean teardown).
-"$BENCH" "$img" attached -- /bin/sleep 45 >"$OUT/floor-attached.jsonl" 2>"$OUT/floor-attached.err" &
-attached_pid=$!
-for _ in $(seq 1 100); do
-  bpftool prog show name on_sys_enter >/dev/null 2>&1 && break
-  sleep 0.3
-done
-bpftool prog show name on_sys_enter >/dev/null 2>&1 ||
-  { cat "$OUT/floor-attached.err" >&2; echo "tracer_overhead.sh: the programs were never loaded" >&2; exit 1; }
-sleep 2 # loaded comes before attached, and the container's start before its sleep
-"$FLOOR" --reps 21 --only none >"$OUT/floor-slimtrace.json"
-wait "$attached_pid" || { cat "$OUT/floor-attached.err" >&2; exit 1; }
-
-# Two servers on one CPU at once, windows aligned on the wall clock (tracer_bench --wrk-at). Every
-# JSON line of NAME.jsonl is one pair: {"pair": [first started, second started]}.
-WINDOWS=5
-WINDOW_SECONDS=3
-PERIOD_MS=3500
-CONTROL_PAIRS=4
-LEAD_MS=8000 # room for both containers to start and the BPF programs to load before window 1
-# An interrupted run stops the pair in flight too (each tracer_bench tears its container down on TERM).
-trap 'kill $(jobs -p) 2>/dev/null; exit 130' INT TERM
-together() { # NAME MODE1 MODE2 [EXTRA ARGS FOR THE FIRST]
-  local name=$1 modes=("$2" "$3") extra=${4:-} pids=() slot
-  local at=$(($(date +%s%3N) + LEAD_MS))
-  for slot in 0 1; do
-    local x=
-    [[ $slot == 0 ]] && x=$extra
-    # shellcheck disable=SC2086 # $x is zero or more flags
-    taskset -c "$ONE_CPU" "$BENCH" "$img" "${modes[$slot]}" --wait-port 8080 --wrk-cpu 0 \
-      --wrk-repeat "$WINDOWS" --wrk-at "$at" --wrk-period "$PERIOD_MS" $x \
-      --wrk "-t1 -c8 -d${WINDOW_SECONDS}s http://127.0.0.1:8080/file" \
-      -- /bin/httpd -f -p 127.0.0.1:8080 -h /www >"$OUT/$name.$slot.json" 2>>"$OUT/$name.err" &
-    pids+=($!)
-  done
-  for slot in 0 1; do
-    wait "${pids[$slot]}" || { cat "$OUT/$name.err" >&2; echo "tracer_overhead.sh: $name (${modes[$slot]}) failed" >&2; exit 1; }
-  done
-  jq -c -s '{pair: .}' "$OUT/$name.0.json" "$OUT/$name.1.json" >>"$OUT/$name.jsonl"
-  rm -f "$OUT/$name.0.json" "$OUT/$name.1.json"
-}
-for i in $(seq 1 "$PAIRS"); do
-  step "same seconds: pair $i/$PAIRS"
-  # Which one starts first alternates.
-  if ((i % 2)); then together same ebpf none; else together same none ebpf; fi
-done
-# Untraced pairs: how far apart two identical containers come out (each container instance has a
-# speed of its own, so the pairs, not the windows, are the independent measurements).
-for i in $(seq 1 "$CONTROL_PAIRS"); do
-  step "same seconds: untraced pair $i/$CONTROL_PAIRS (the method's own error)"
-  together same-control none none
-done
-step "same seconds: syscall count"
-together same-count none ebpf --count-syscalls
+hook_floor_runs
+# 4. In the same seconds, side by side on the server's CPU.
+side_by_side "$PAIRS"
 load_after=$(cut -d' ' -f1 /proc/loadavg)
 step "done in $(($(date +%s) - started)) s"
 

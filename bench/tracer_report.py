@@ -195,7 +195,7 @@ def quartiles(xs):
     return q[0], statistics.median(xs), q[2]
 
 
-def same_seconds_section(out, server_cpu, window_seconds):
+def same_seconds_section(out, server_cpu, window_seconds, server="busybox httpd"):
     """A traced and an untraced server side by side on one CPU, loaded in the same seconds: the cost of
     recording, steady to about a percent, and with the fixed cost (hook_floor x the syscalls counted
     on the server's CPU) the estimate the HTTP target is judged on. Returns (markdown, estimate) or
@@ -249,7 +249,7 @@ def same_seconds_section(out, server_cpu, window_seconds):
     md = ("\n## In the same seconds: traced and untraced side by side\n\n" + textwrap.fill(
         f"The throughput of the same untraced server changes by tens of percent from one run to the next "
         f"here, and from one second to the next (the machine's own speed does: a plain CPU loop does too), "
-        f"which buries a difference of a few percent. So {n_pairs} times a traced and an untraced container "
+        f"which buries a difference of a few percent. So {n_pairs} times a traced and an untraced {server} container "
         f"ran at once, both on CPU {server_cpu} (each in its own cgroup, so the scheduler splits the CPU "
         f"between them), each loaded by its own `wrk -t1 -c8` on the other CPU in {window_seconds} s windows "
         f"aligned on the wall clock (`tracer_bench --wrk-at`), which of the two started first alternating. "
@@ -273,7 +273,7 @@ def same_seconds_section(out, server_cpu, window_seconds):
                f"pairs) | {q[0] * 100:.1f}% / {q[2] * 100:.1f}% | {statistics.median(ctl_ratios) * 100:.1f}% |\n")
     md += "\n" + textwrap.fill(
         f"- The fixed cost: {per_request:.1f} syscalls per request on the server's CPU (counted in the "
-        f"counting pair: httpd's, the runtime's and the tracing process's, {calls:,} for {reqs:,} requests), "
+        f"counting pair: {server}'s, the runtime's and the tracing process's, {calls:,} for {reqs:,} requests), "
         f"at {fixed_ns:.0f} ns each (the larger of the floor and slimtrace's attached programs, above), is "
         f"{per_request * fixed_ns / 1e3:.1f} us of the {cpu_us:.0f} us of CPU an untraced request takes: "
         f"{fixed_share * 100:.2f}% of the server's CPU ({share_lo * 100:.2f}% to {share_hi * 100:.2f}% with the "
