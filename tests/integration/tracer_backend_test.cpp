@@ -14,6 +14,7 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -160,13 +161,14 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
   write_file(dir_ / "sub/rel.txt");
   write_file(dir_ / "grand.txt");
   write_file(dir_ / "host_only.txt");
+  write_file(dir_ / "fd_only.txt");
   fs::create_symlink("a.txt", dir_ / "link");
   mount_tmpfs(dir_ / "mnt");
   write_file(dir_ / "mnt/m.txt");
 
   const std::string a = p("a.txt"), b = p("b.txt"), missing = p("lib-dynload/_foo.so");
   const std::string link = p("link"), sub = p("sub"), mnt = p("mnt"), grand = p("grand.txt");
-  const std::string dir = dir_.string(), made = p("made");
+  const std::string dir = dir_.string(), made = p("made"), fd_only = p("fd_only.txt");
 
   auto tracer_r = st::make_ebpf_tracer(TracerOptions{});
   ASSERT_TRUE(tracer_r.ok()) << tracer_r.error().message;
@@ -196,6 +198,15 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
     fd = ::openat(dfd, "b.txt", O_RDONLY);
     if (fd < 0) return 111;
     ::close(fd);
+    // fstat(2) as glibc makes it, and statx of the fd: no lookup, so no stat of fd_only.txt. A
+    // non-empty path with AT_EMPTY_PATH is a lookup as usual.
+    fd = ::open(fd_only.c_str(), O_RDONLY);
+    if (fd < 0) return 120;
+    if (::syscall(SYS_newfstatat, fd, "", &sb, AT_EMPTY_PATH) != 0) return 121;
+    struct statx sx {};
+    if (::statx(fd, "", AT_EMPTY_PATH, STATX_SIZE, &sx) != 0) return 122;
+    ::close(fd);
+    if (::fstatat(dfd, "b.txt", &sb, AT_EMPTY_PATH) != 0) return 123;
     int dfd_keep = ::dup(dfd);
     DIR* d = ::fdopendir(dfd);
     if (!d) return 112;
@@ -250,6 +261,11 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
   expect_found(a, st::kOpStat);
   expect_found(b, st::kOpAccess);
   expect_found(b, st::kOpOpen);  // openat(dirfd, "b.txt")
+  expect_found(b, st::kOpStat);  // fstatat(dirfd, "b.txt", AT_EMPTY_PATH)
+  expect_found(fd_only, st::kOpOpen);
+  const FileAccess* fd_only_f = find(t, fd_only);
+  ASSERT_NE(fd_only_f, nullptr);
+  EXPECT_FALSE(fd_only_f->ops & st::kOpStat) << "a stat of an open fd looks nothing up";
   expect_found(link, st::kOpReadlink);
   expect_found(sub, st::kOpChdir);
   expect_found(p("sub/rel.txt"), st::kOpOpen);  // relative to the cwd
