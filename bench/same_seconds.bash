@@ -2,7 +2,8 @@
 #
 # hook_floor_runs: the kernel's floor under the tracer's fixed cost, a host getppid loop with empty
 # programs on the syscall tracepoints (hook_floor), and the same loop while slimtrace's own programs
-# are attached (floor.json and floor-slimtrace.json in OUT). Needs FLOOR, BENCH, IMG (with /bin/sleep).
+# are attached (floor.json and floor-slimtrace.json in OUT; floor-seccomp.json under a seccomp
+# filter). Needs FLOOR, BENCH, IMG (with /bin/sleep).
 #
 # side_by_side PAIRS: a traced and an untraced server side by side on one CPU,
 # each loaded by its own wrk on another CPU in windows aligned on the wall clock (tracer_bench
@@ -21,6 +22,8 @@ LEAD_MS=${LEAD_MS:-8000}
 
 hook_floor_runs() {
   "$FLOOR" --reps 21 >"$OUT/floor.json"
+  # The same under an allow-all seccomp filter, as the containers' processes run (a reading).
+  "$FLOOR" --reps 9 --seccomp >"$OUT/floor-seccomp.json"
   # The container only sleeps: long enough for the loop, then it ends by itself (a clean teardown).
   "$BENCH" "$IMG" attached -- /bin/sleep 45 >"$OUT/floor-attached.jsonl" 2>"$OUT/floor-attached.err" &
   local attached_pid=$!
@@ -72,5 +75,7 @@ side_by_side() { # PAIRS
     together same-control none none
   done
   echo "== same seconds: syscall count" >&2
-  together same-count none ebpf --count-syscalls
+  # The traced one counts: the syscalls on the server's CPU, and (its BPF statistics) the runs of
+  # the exit program, i.e. the path syscalls, which pay more than the floor.
+  together same-count ebpf none "--count-syscalls --bpf-stats"
 }

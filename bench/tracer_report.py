@@ -73,9 +73,25 @@ def floor_section(out, traced_stats_run, server_rps):
         ("an empty program on one `sys_exit_<name>` tracepoint (openat, which the loop never makes)",
          m["sys_exit_openat"]),
         ("both: the kernel's floor for the hooks the tracer needs", m["both"]),
-        ("slimtrace's programs attached (the loop is not followed), timed separately", ours["median_ns"]["none"]),
     ]
+    if "both_exit_hit" in m:
+        rows.append(("both, with the loop's own `sys_exit_getppid` in place of openat's: what a path syscall "
+                     "pays, its exit tracepoint running the program", m["both_exit_hit"]))
+    rows.append(("slimtrace's programs attached (the loop is not followed), timed separately",
+                 ours["median_ns"]["none"]))
+    try:
+        with open(os.path.join(out, "floor-seccomp.json")) as f:
+            secc = json.load(f)["median_ns"]
+        secc_rows = [("under an allow-all seccomp filter, as a container's processes run: nothing attached",
+                      secc["none"])]
+        secc_rows.append(("under the filter: both", secc["both"]))
+        if "both_exit_hit" in secc:
+            secc_rows.append(("under the filter: both, the exit tracepoint running", secc["both_exit_hit"]))
+    except FileNotFoundError:
+        secc, secc_rows = None, []
     table = "\n".join(f"| {label} | {ns:.0f} | {ns - base:+.0f} |" for label, ns in rows)
+    if secc:
+        table += "\n" + "\n".join(f"| {label} | {ns:.0f} | {ns - secc['none']:+.0f} |" for label, ns in secc_rows)
     floor_ns = m["both"] - base
     ours_ns = ours["median_ns"]["none"] - base
     # The two are timed a few seconds apart, so a difference within the loop's own noise means
@@ -104,6 +120,13 @@ def floor_section(out, traced_stats_run, server_rps):
                 f"server's CPU, before the tracer records anything (an upper bound: wrk's share of the syscalls "
                 f"runs on the other CPU). A keep-alive server making a handful of syscalls per request in a few "
                 f"microseconds pays the same per syscall, a larger share.", width=100, subsequent_indent="  ") + "\n"
+    seccomp_note = ""
+    if secc:
+        seccomp_note = textwrap.fill(
+            f"- A seccomp filter already sends a syscall's entry down the slow path, so under the filter the "
+            f"hooks add {secc['both'] - secc['none']:.0f} ns rather than {floor_ns:.0f}. The fixed cost below "
+            f"uses the larger, unfiltered figure, although the servers run under a filter.", width=100,
+            subsequent_indent="  ") + "\n"
     return ("\n## The floor: what the kernel charges per host syscall for the hooks\n\n" + textwrap.fill(
         f"`bench/hook_floor` times a getppid(2) loop on the host ({floor['calls']:,} calls, best of 3, median "
         f"of {floor['reps']} interleaved repetitions) with nothing attached and with two-instruction BPF "
@@ -116,7 +139,7 @@ def floor_section(out, traced_stats_run, server_rps):
         + textwrap.fill(f"- {ours_vs_floor} Runs (ns): "
                         + "; ".join(f"{k} {fmt_list(v)}" for k, v in floor["runs_ns"].items())
                         + f"; slimtrace attached {fmt_list(ours['runs_ns']['none'])}.", width=100,
-                        subsequent_indent="  ") + "\n" + per_request)
+                        subsequent_indent="  ") + "\n" + per_request + seccomp_note)
 
 
 def fixed_ns_per_syscall(out):
@@ -233,10 +256,19 @@ def same_seconds_section(out, server_cpu, window_seconds, server="busybox httpd"
     calls = count_run["wrk_syscalls_per_cpu"][server_cpu]
     reqs = sum(w["requests"] for r in counted[0]["pair"] for w in windows(r))
     per_request = calls / reqs
+    # Path syscalls also run the exit program (host-wide count from the BPF statistics of the counting
+    # pair: every process's, so an upper bound), which costs more than the floor.
+    exit_runs = count_run.get("wrk_bpf", {}).get("on_path_exit", {}).get("runs")
+    with open(os.path.join(out, "floor.json")) as f:
+        floor_all = json.load(f)
+    hit = floor_all["runs_ns"].get("both_exit_hit")
+    exit_hit_ns = statistics.median(h - b for h, b in zip(hit, floor_all["runs_ns"]["both"])) if hit else None
+    path_per_request = exit_runs / reqs if exit_runs is not None and exit_hit_ns is not None else None
+    path_us = path_per_request * exit_hit_ns / 1e3 if path_per_request is not None else 0.0
     # CPU per request of the untraced server, from the traced pairs.
     cpu_us = statistics.median(y["cpu"] / y["requests"] * 1e6 for _, _, _, y in traced if y["has_cpu"])
-    fixed_share = per_request * fixed_ns / 1e3 / cpu_us
-    share_lo, share_hi = (per_request * x / 1e3 / cpu_us for x in (fixed_lo, fixed_hi))
+    fixed_share = (per_request * fixed_ns / 1e3 + path_us) / cpu_us
+    share_lo, share_hi = ((per_request * x / 1e3 + path_us) / cpu_us for x in (fixed_lo, fixed_hi))
     estimate = {"untraced_rps": statistics.median(t[3]["rps"] for t in traced),
                 "traced_rps": statistics.median(t[2]["rps"] for t in traced),
                 "median": (1 - fixed_share) * r_med,
@@ -274,12 +306,17 @@ def same_seconds_section(out, server_cpu, window_seconds, server="busybox httpd"
     md += "\n" + textwrap.fill(
         f"- The fixed cost: {per_request:.1f} syscalls per request on the server's CPU (counted in the "
         f"counting pair: {server}'s, the runtime's and the tracing process's, {calls:,} for {reqs:,} requests), "
-        f"at {fixed_ns:.0f} ns each (the larger of the floor and slimtrace's attached programs, above), is "
-        f"{per_request * fixed_ns / 1e3:.1f} us of the {cpu_us:.0f} us of CPU an untraced request takes: "
+        f"at {fixed_ns:.0f} ns each (the larger of hook_floor's floor and slimtrace's attached programs), is "
+        f"{per_request * fixed_ns / 1e3:.1f} us"
+        + (f"; the {path_per_request:.1f} path syscalls per request (the exit program's runs, host-wide, in "
+           f"the counting pair) pay {exit_hit_ns:.0f} ns more each for their exit tracepoint (hook_floor), "
+           f"{path_us:.2f} us; in all {per_request * fixed_ns / 1e3 + path_us:.1f} us" if path_per_request is not None
+           else "")
+        + f" of the {cpu_us:.0f} us of CPU an untraced request takes: "
         f"{fixed_share * 100:.2f}% of the server's CPU ({share_lo * 100:.2f}% to {share_hi * 100:.2f}% with the "
-        f"floor's ~95% interval over hook_floor's repetitions, {fixed_lo:.0f} to {fixed_hi:.0f} ns). (Left out: "
-        f"the early return of the exit program for the path syscalls of processes not followed, a few per "
-        f"request.)", width=100,
+        f"floor's ~95% interval over hook_floor's repetitions, {fixed_lo:.0f} to {fixed_hi:.0f} ns)."
+        + ("" if path_per_request is not None else
+           " (Left out: the exit program of the path syscalls, which this run did not count.)"), width=100,
         subsequent_indent="  ") + "\n"
     md += textwrap.fill(
         f"- Traced / untraced throughput, both costs: (1 - {fixed_share * 100:.2f}%) x {r_med * 100:.1f}% = "
