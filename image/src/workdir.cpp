@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -28,7 +29,24 @@ std::map<int, std::function<void()>>& actions() {
 }
 int g_next_action = 0;
 
+std::atomic<bool> g_interrupted{false};
+std::atomic<int> g_children{0};
+thread_local bool t_cleanup_thread = false;
+
 }  // namespace
+
+bool begin_child_process() {
+  // Counted before the flag is read: the cleanup sets the flag before it reads the count, so either
+  // it waits for this child or this thread sees the flag (both sequentially consistent).
+  g_children.fetch_add(1);
+  if (g_interrupted.load() && !t_cleanup_thread) {
+    g_children.fetch_sub(1);
+    return false;
+  }
+  return true;
+}
+
+void end_child_process() { g_children.fetch_sub(1); }
 
 void register_cleanup_path(const std::filesystem::path& p) {
   std::lock_guard lock(registry_mutex());
@@ -62,10 +80,14 @@ void install_interrupt_cleanup() {
   std::thread([set] {
     int signo = 0;
     if (sigwait(&set, &signo) != 0) return;
+    t_cleanup_thread = true;
+    g_interrupted.store(true);
     {
       // Held until exit so no new path is registered and then left behind.
       registry_mutex().lock();
       for (auto it = actions().rbegin(); it != actions().rend(); ++it) it->second();
+      // Children other threads started before the flag (their runtime commands time out by 30 s).
+      for (int i = 0; i < 3000 && g_children.load() > 0; ++i) ::usleep(10000);
       for (const auto& p : registry()) {
         // The other threads run on until _exit and may still be writing into the directory (a
         // run that just saw its container killed moves on to its next stage): remove it until

@@ -18,6 +18,7 @@
 
 #include "slimtrace/fd.hpp"
 #include "slimtrace/tracer/runner.hpp"
+#include "slimtrace/workdir.hpp"
 
 namespace slimtrace::tracer {
 
@@ -49,6 +50,18 @@ std::string CommandResult::last_error_line() const {
 
 Result<CommandResult> run_command(const std::vector<std::string>& argv, const CommandOptions& options) {
   if (argv.empty()) return Error{"run_command: empty argv"};
+  // Until the child is reaped: an interrupt cleanup waits for it before removing the work dir,
+  // into which a runtime writes its state.
+  struct ChildSlot {
+    bool taken = begin_child_process();
+    ChildSlot() = default;
+    ChildSlot(const ChildSlot&) = delete;
+    ChildSlot& operator=(const ChildSlot&) = delete;
+    ~ChildSlot() {
+      if (taken) end_child_process();
+    }
+  } slot;
+  if (!slot.taken) return Error{"not starting '" + argv[0] + "': slimtrace is being interrupted", EINTR};
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);

@@ -39,6 +39,14 @@ void unregister_cleanup_path(const std::filesystem::path& p);
 int register_cleanup_action(std::function<void()> action);
 void unregister_cleanup_action(int handle);
 
+// A child process that another thread starts may write into a registered path after the cleanup
+// removed it (a runtime CLI recreates its state directory), so starting one is bracketed by these.
+// Once the interrupt cleanup has begun, begin_child_process() refuses (returns false) in every
+// thread but the cleanup's own, and the cleanup waits for the children started before that until
+// they end, before it removes the registered paths.
+bool begin_child_process();
+void end_child_process();
+
 // Blocks SIGINT/SIGTERM/SIGHUP in the calling (main) thread and every thread made after, and starts
 // a thread that, on such a signal, runs every registered action, removes every registered path and
 // exits with 128+signo.
