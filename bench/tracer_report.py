@@ -124,7 +124,7 @@ def floor_section(out, traced_stats_run, server_rps):
     if secc:
         seccomp_note = textwrap.fill(
             f"- A seccomp filter already sends a syscall's entry down the slow path, so under the filter the "
-            f"hooks add {secc['both'] - secc['none']:.0f} ns rather than {floor_ns:.0f}. The fixed cost below "
+            f"hooks add {secc['both'] - secc['none']:.0f} ns rather than {floor_ns:.0f}. The side-by-side estimate's fixed cost "
             f"uses the larger, unfiltered figure, although the servers run under a filter.", width=100,
             subsequent_indent="  ") + "\n"
     return ("\n## The floor: what the kernel charges per host syscall for the hooks\n\n" + textwrap.fill(
@@ -259,10 +259,8 @@ def same_seconds_section(out, server_cpu, window_seconds, server="busybox httpd"
     # Path syscalls also run the exit program (host-wide count from the BPF statistics of the counting
     # pair: every process's, so an upper bound), which costs more than the floor.
     exit_runs = count_run.get("wrk_bpf", {}).get("on_path_exit", {}).get("runs")
-    with open(os.path.join(out, "floor.json")) as f:
-        floor_all = json.load(f)
-    hit = floor_all["runs_ns"].get("both_exit_hit")
-    exit_hit_ns = statistics.median(h - b for h, b in zip(hit, floor_all["runs_ns"]["both"])) if hit else None
+    hit = floor_runs.get("both_exit_hit")
+    exit_hit_ns = statistics.median(h - b for h, b in zip(hit, floor_runs["both"])) if hit else None
     path_per_request = exit_runs / reqs if exit_runs is not None and exit_hit_ns is not None else None
     path_us = path_per_request * exit_hit_ns / 1e3 if path_per_request is not None else 0.0
     # CPU per request of the untraced server, from the traced pairs.
