@@ -7,7 +7,7 @@
 # and PAIRS pairs of a traced and an untraced nginx side by side on one CPU, which is what the
 # verdict is judged on: separate runs spread more than the effect. Rewrites its own marked section
 # of bench/RESULTS.md.
-# Usage: bench/tracer_overhead_nginx.sh [REPS=5] [WRK_SECONDS=6] [PAIRS=6]   (root; about 8 minutes)
+# Usage: bench/tracer_overhead_nginx.sh [REPS=5] [WRK_SECONDS=6] [PAIRS=6]   (root; about 15 minutes: 5 5 8 took 18)
 set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPS=${1:-5}
