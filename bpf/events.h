@@ -50,8 +50,9 @@ static inline __u32 st_pid_shift(__u32 pid) { return (pid & 31u) << 1; }
 #define ST_OP_MODIFY (1u << 10) /* unlink, rename, chmod, chown, truncate, utimes */
 
 enum st_event_kind {
-  ST_EV_PATH = 1,   /* a path syscall was entered (st_path_event) */
-  ST_EV_RET = 2,    /* that syscall returned (st_ret_event), paired by tid */
+  ST_EV_PATH = 1,   /* a path syscall's lookup (st_path_event), sent at the syscall's exit; a
+                     * successful exec's by sched_process_exec, just before its ST_EV_EXEC */
+  ST_EV_RET = 2,    /* its outcome (st_ret_event), right after it, paired by tid */
   ST_EV_EXEC = 3,   /* an exec succeeded (st_exec_event); pairs with the PATH of old_tid */
   ST_EV_FORK = 4,   /* a followed process created a process (st_fork_event) */
   ST_EV_EXIT = 5,   /* a followed process ended, all its threads gone (st_exit_event) */
@@ -71,9 +72,6 @@ enum st_base_kind {
 #define ST_BASE_TRUNCATED 2u   /* too deep or too long */
 #define ST_BASE_UNREACHABLE 4u /* the file is outside the task's root (pipe, socket, memfd...) */
 #define ST_BASE_NOFD 8u        /* the fd was not open */
-/* The user path was not readable at entry (its page not yet faulted in, e.g. a string literal in
- * a not yet touched .rodata page); it comes with the RET event, read after the kernel used it. */
-#define ST_PATH_DEFERRED 16u
 
 struct st_hdr {
   __u32 kind;
@@ -110,10 +108,9 @@ struct st_path_event {
 struct st_ret_event {
   struct st_hdr h;
   __s64 ret;
-  __u32 path_len; /* deferred user path, including NUL; 0: none */
+  __u32 pad;
   __u32 repeat;   /* no PATH event preceded: the path is the one reported earlier with `key` */
   struct st_key key; /* the key of the PATH event (or of the earlier one when `repeat`) */
-  char data[ST_PATH_MAX];
 };
 
 /* Value of the `seen` map, keyed by st_path_event.key. */

@@ -3,16 +3,18 @@
  * container init's host pid) and reports the paths its syscalls look up, its execs, forks and
  * exits, and the set of syscall numbers it makes once a seccomp filter is active.
  *
- * Only tracepoints are used (tp_btf for sys_enter and sched_*, tp/syscalls/sys_exit_<name> for the
- * exits of the path syscalls, or raw_tp sys_exit where those cannot be attached): fentry,
- * kprobes and BPF-LSM are unavailable on many hosts.
+ * Only tracepoints are used (tp_btf sys_exit and sched_*): fentry, kprobes and BPF-LSM are
+ * unavailable on many hosts.
  *
- * Cost: sys_enter runs for every syscall on the host, so processes that are not followed leave
- * after one bit test in a pid bitmap (no hash lookup). Per-syscall sys_enter_<name> tracepoints
- * would spare the host that run, but the syscall set needs every syscall, and each tracepoint's
- * perf event takes a grace period (about 70 ms, one after another) to close. A lookup repeated
- * with the same path, op and outcome (a web server opening the file it serves) is reported once
- * and then only counted in the `seen` map. */
+ * Cost: any syscall tracepoint in use sends every syscall on the host down the kernel's slow path
+ * and through the tracepoint, so the tracer hooks one: the exit. There a syscall's number, its
+ * arguments (the saved user registers) and its result are all known, so one program run per
+ * syscall records the syscall set and, for path syscalls, the path with its outcome; an entry hook
+ * as well would cost every host syscall more (bench/hook_floor measures both). Processes that are
+ * not followed leave after one bit test in a pid bitmap. Two syscalls never return: exit and
+ * exit_group are recorded by sched_process_exit, and rt_sigreturn, which restores orig_ax to -1,
+ * is told by that. A lookup repeated with the same path, op and outcome (a web server opening the
+ * file it serves) is reported once and then only counted in the `seen` map. */
 #include "vmlinux.h"
 
 #include <bpf/bpf_core_read.h>
@@ -72,6 +74,10 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_fchmodat 268
 #define NR_utimensat 280
 #define NR_renameat2 316
+#define NR_rt_sigreturn 15
+#define NR_exit 60
+#define NR_exit_group 231
+#define ENOSYS 38
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -87,99 +93,12 @@ struct {
   __type(value, __u32);
 } tracked SEC(".maps");
 
-/* The path syscall a task is in, when a PATH event was emitted (or left out as a repeat) at its
- * entry, so only those exits are reported. A task is in one syscall at a time, so each tid owns a
- * slot of an array (no hash, no helper call: array lookups are inlined); the rare tid whose slot
- * another task holds goes to the `pending_spill` hash instead. Task-local storage would need an
- * allocation for every new process, which costs a forking server more than the hash did. */
-#define ST_PENDING_SLOTS 16384
-struct pending_call {
-  __u32 tid;      /* owner of the slot; 0: free */
-  __u32 nr;
-  __u16 deferred; /* the user path is to be read at exit */
-  __u16 repeat;   /* no PATH event was sent: the key was seen before, and counted */
-  __u32 outcomes; /* the key's outcomes reported by then */
-  __u64 upath;
-  struct st_key key;
-};
-
-struct {
-  __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, ST_PENDING_SLOTS);
-  __type(key, __u32);
-  __type(value, struct pending_call);
-} pending SEC(".maps");
-
-/* LRU: a task killed inside a syscall never reaches its exit. */
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 4096);
-  __type(key, __u32);
-  __type(value, struct pending_call);
-} pending_spill SEC(".maps");
-
-/* Set once a call went to pending_spill: until then exits need not look there. */
-__u32 spill_used;
-
-static __always_inline struct pending_call *pending_slot(__u32 tid) {
-  __u32 i = tid & (ST_PENDING_SLOTS - 1);
-  return bpf_map_lookup_elem(&pending, &i);
-}
-
-static __always_inline void set_pending(__u32 tid, struct pending_call *call) {
-  call->tid = tid;
-  struct pending_call *slot = pending_slot(tid);
-  if (!slot) return;
-  __u32 owner = __sync_val_compare_and_swap(&slot->tid, 0, tid);
-  if (owner == 0 || owner == tid) {
-    slot->nr = call->nr;
-    slot->deferred = call->deferred;
-    slot->repeat = call->repeat;
-    slot->outcomes = call->outcomes;
-    slot->upath = call->upath;
-    slot->key = call->key;
-    return;
-  }
-  if (!spill_used) spill_used = 1;
-  bpf_map_update_elem(&pending_spill, &tid, call, BPF_ANY);
-}
-
-/* Takes the pending call of `tid` out; 0 when there is none. */
-static __always_inline int take_pending(__u32 tid, struct pending_call *out) {
-  struct pending_call *slot = pending_slot(tid);
-  if (slot && slot->tid == tid) {
-    *out = *slot;
-    __sync_val_compare_and_swap(&slot->tid, tid, 0);
-    return 1;
-  }
-  if (!spill_used) return 0;
-  struct pending_call *p = bpf_map_lookup_elem(&pending_spill, &tid);
-  if (!p) return 0;
-  *out = *p;
-  bpf_map_delete_elem(&pending_spill, &tid);
-  return 1;
-}
-
-/* A task that ends (or changes its tid in an exec) inside a syscall frees its slot. */
-static __always_inline void drop_pending(__u32 tid) {
-  struct pending_call *slot = pending_slot(tid);
-  if (slot && slot->tid == tid) __sync_val_compare_and_swap(&slot->tid, tid, 0);
-  if (spill_used) bpf_map_delete_elem(&pending_spill, &tid);
-}
-
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, 1);
   __type(key, __u32);
   __type(value, struct st_path_event);
 } scratch SEC(".maps");
-
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
-  __type(key, __u32);
-  __type(value, struct st_ret_event);
-} ret_scratch SEC(".maps");
 
 /* Syscall numbers made under an active seccomp filter: one byte each, no event per syscall. */
 struct {
@@ -470,25 +389,53 @@ static __always_inline int stats_the_fd_itself(const char *upath, unsigned long 
   if (!(at_flags & AT_EMPTY_PATH)) return 0;
   char first = 0;
   if (!upath) return 1;
-  if (bpf_probe_read_user(&first, 1, upath)) return 0; /* unreadable: as any path, deferred to exit */
+  if (bpf_probe_read_user(&first, 1, upath)) return 0; /* unreadable: left to the path read */
   return first == 0;
 }
 
-/* tp_btf rather than raw_tp: the registers and the task are read directly, not through a helper
- * call each, which is most of what a path syscall's entry costs. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
-  __u64 id = bpf_get_current_pid_tgid();
-  __u32 tgid = id >> 32, tid = (__u32)id;
-  if (!followed_in_container(tgid)) return 0;
-  record_syscall(nr);
-  if (!is_path_syscall(nr)) return 0;
+/* Interrupted syscalls (the container was stopped while one blocked) did find their path; user
+ * space counts them as successes too. */
+static __always_inline __u32 outcome_of(long ret) {
+  if (ret >= 0 || ret < -4095 || ret == -4 /* EINTR */ || (ret <= -512 && ret >= -516))
+    return ST_OUTCOME_OK;
+  return ST_OUTCOME_FAILED;
+}
+
+/* The outcome of a lookup: after its PATH event (repeat 0), or alone for a known key with an
+ * outcome not reported before (repeat 1: user space has the path under the key). */
+static __always_inline int send_ret(__u32 tgid, __u32 tid, long nr, long ret, struct st_key *key,
+                                    __u32 repeat) {
+  struct st_ret_event *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+  if (!r) {
+    count_drop();
+    return -1;
+  }
+  r->h.kind = ST_EV_RET;
+  r->h.pid = tgid;
+  r->h.tid = tid;
+  r->h.nr = (__u32)nr;
+  r->ret = ret;
+  r->pad = 0;
+  r->repeat = repeat;
+  r->key = *key;
+  bpf_ringbuf_submit(r, wakeup_flags());
+  return 0;
+}
+
+/* A path syscall of a followed process has returned: its arguments are still in the saved user
+ * registers and its path in the caller's memory (the kernel has just read it, so the page is
+ * there), and its outcome is known. The lookup is sent with its outcome, or only counted when the
+ * same lookup with the same outcome was sent before. */
+static __always_inline void path_syscall(struct pt_regs *regs, long nr, long ret, __u32 tgid, __u32 tid) {
+  /* a successful exec is reported by sched_process_exec: the caller's memory is gone by now */
+  if ((nr == NR_execve || nr == NR_execveat) && ret == 0) return;
   struct task_struct *task = bpf_get_current_task_btf();
 
   unsigned long a0 = regs->di, a1 = regs->si;
   __u32 op = 0;
   int dirfd = AT_FDCWD;
   int target_fd = -1; /* fd-based syscall: the fd's file is the path */
+  int target_cwd = 0; /* the new working directory is the path */
   const char *upath = 0;
   const char *const *argv = 0;
   unsigned long at_flags = 0;
@@ -507,11 +454,11 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     case NR_stat: case NR_lstat: op = ST_OP_STAT; upath = (const char *)a0; break;
     case NR_newfstatat:
       op = ST_OP_STAT; dirfd = (int)a0; upath = (const char *)a1; at_flags = regs->r10;
-      if (stats_the_fd_itself(upath, at_flags)) return 0;
+      if (stats_the_fd_itself(upath, at_flags)) return;
       break;
     case NR_statx:
       op = ST_OP_STAT; dirfd = (int)a0; upath = (const char *)a1; at_flags = regs->dx;
-      if (stats_the_fd_itself(upath, at_flags)) return 0;
+      if (stats_the_fd_itself(upath, at_flags)) return;
       break;
     case NR_access: op = ST_OP_ACCESS; upath = (const char *)a0; break;
     case NR_faccessat: op = ST_OP_ACCESS; dirfd = (int)a0; upath = (const char *)a1; break;
@@ -522,13 +469,18 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     /* readlinkat with an empty path reads the link the fd refers to */
     case NR_readlinkat:
       op = ST_OP_READLINK; dirfd = (int)a0; upath = (const char *)a1; at_flags = AT_EMPTY_PATH; break;
-    case NR_chdir: op = ST_OP_CHDIR; upath = (const char *)a0; break;
+    case NR_chdir:
+      op = ST_OP_CHDIR;
+      /* done, it moved the directory a relative path started from: the new one is the path */
+      if (ret == 0) target_cwd = 1;
+      else upath = (const char *)a0;
+      break;
     case NR_fchdir: op = ST_OP_CHDIR; target_fd = (int)a0; break;
     case NR_getdents64: op = ST_OP_LIST; target_fd = (int)a0; break;
     case NR_mmap: {
       unsigned long flags = regs->r10;
       int fd = (int)regs->r8;
-      if ((flags & MAP_ANONYMOUS) || fd < 0) return 0;
+      if ((flags & MAP_ANONYMOUS) || fd < 0) return;
       op = ST_OP_MMAP; target_fd = fd;
       break;
     }
@@ -546,32 +498,32 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     case NR_renameat2:
       op = ST_OP_MODIFY; dirfd = (int)a0; upath = (const char *)a1; break;
     case NR_utimensat:
-      if (!a1) return 0; /* NULL path: the fd itself (futimens) */
+      if (!a1) return; /* NULL path: the fd itself (futimens) */
       op = ST_OP_MODIFY; dirfd = (int)a0; upath = (const char *)a1; break;
     case NR_bind: {
       __u16 family = 0;
       char first = 0;
-      if (!a1 || bpf_probe_read_user(&family, sizeof(family), (void *)a1) || family != AF_UNIX) return 0;
-      if (bpf_probe_read_user(&first, 1, (char *)a1 + 2) || first == 0) return 0;
+      if (!a1 || bpf_probe_read_user(&family, sizeof(family), (void *)a1) || family != AF_UNIX) return;
+      if (bpf_probe_read_user(&first, 1, (char *)a1 + 2) || first == 0) return;
       op = ST_OP_CREATE; upath = (const char *)a1 + 2; sun_path_ok = 1;
       break;
     }
     case NR_connect: {
       __u16 family = 0;
       char first = 0;
-      if (!a1 || bpf_probe_read_user(&family, sizeof(family), (void *)a1) || family != AF_UNIX) return 0;
+      if (!a1 || bpf_probe_read_user(&family, sizeof(family), (void *)a1) || family != AF_UNIX) return;
       /* abstract sockets (leading NUL) are not files */
-      if (bpf_probe_read_user(&first, 1, (char *)a1 + 2) || first == 0) return 0;
+      if (bpf_probe_read_user(&first, 1, (char *)a1 + 2) || first == 0) return;
       op = ST_OP_CONNECT; upath = (const char *)a1 + 2; sun_path_ok = 1;
       break;
     }
     default:
-      return 0;
+      return;
   }
 
   __u32 zero = 0;
   struct st_path_event *e = bpf_map_lookup_elem(&scratch, &zero);
-  if (!e) return 0;
+  if (!e) return;
   e->h.kind = ST_EV_PATH;
   e->h.pid = tgid;
   e->h.tid = tid;
@@ -589,33 +541,32 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
   e->key.h2 = 0;
 
   __u32 pos = 0;
-  int deferred = 0;
   e->data[0] = 0;
   if (upath) {
     /* sun_path is at most 108 bytes and need not be NUL terminated */
     long n = bpf_probe_read_user_str(e->data, sun_path_ok ? 108 : ST_PATH_MAX, upath);
     if (n <= 0) {
-      deferred = 1;
-      e->data[0] = 0;
-      e->base_flags |= ST_PATH_DEFERRED;
-    } else {
-      pos = (__u32)n;
-      e->path_len = (__u16)n;
+      /* The kernel could not read it either (EFAULT: nothing was looked up), or it was unmapped
+       * since: then a lookup is missing from the trace, and says so. */
+      if (outcome_of(ret) == ST_OUTCOME_OK) count_drop();
+      return;
     }
+    pos = (__u32)n;
+    e->path_len = (__u16)n;
   }
 
   struct path base = {};
   int want_base = 0;
   if (target_fd >= 0) {
     struct file *f = fd_file(task, target_fd);
-    if (!f) return 0; /* EBADF: nothing was looked up */
+    if (!f) return; /* EBADF: nothing was looked up */
     BPF_CORE_READ_INTO(&base, f, f_path);
     e->base_kind = ST_BASE_TARGET;
     want_base = 1;
-  } else if (deferred || e->data[0] != '/') {
-    int empty = !deferred && e->data[0] == 0;
-    e->base_kind = (empty && (at_flags & AT_EMPTY_PATH)) ? ST_BASE_TARGET : ST_BASE_DIR;
-    if (dirfd == AT_FDCWD) {
+  } else if (target_cwd || e->data[0] != '/') {
+    int empty = e->data[0] == 0;
+    e->base_kind = (target_cwd || (empty && (at_flags & AT_EMPTY_PATH))) ? ST_BASE_TARGET : ST_BASE_DIR;
+    if (target_cwd || dirfd == AT_FDCWD) {
       struct fs_struct *fs = task->fs;
       bpf_core_read(&base, sizeof(base), &fs->pwd);
     } else {
@@ -629,9 +580,9 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     want_base = base.dentry != 0;
   }
 
-  struct pending_call call = {.nr = (__u32)nr, .deferred = (__u16)deferred, .upath = (__u64)upath};
-  /* Execs are all reported (argv, process tree); a path read only at exit has no key yet. */
-  if (!deferred && op != ST_OP_EXEC) {
+  __u32 outcome = outcome_of(ret);
+  /* Execs are all reported (argv, process tree). */
+  if (op != ST_OP_EXEC) {
     /* The base enters the key by identity: the dentry and mount, and the dentry's parent and
      * name, so that a dentry freed and reused elsewhere does not pass for the old one. */
     __u64 parent = 0, name = 0;
@@ -639,16 +590,14 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
     __u64 s1 = mix64(((__u64)op << 8 | e->base_kind | (__u64)e->base_flags << 32) ^ (__u64)base.dentry);
     __u64 s2 = mix64((__u64)base.mnt ^ mix64(parent ^ mix64(name)));
     hash_key(e, e->path_len, s1, s2);
-    call.key = e->key;
-    struct st_seen *s = bpf_map_lookup_elem(&seen, &call.key);
+    struct st_seen *s = bpf_map_lookup_elem(&seen, &e->key);
     if (s) {
-      /* Counted now, so that the exit needs no second lookup when the outcome is one already
-       * reported, as it nearly always is; the exit takes the count back when it is not. */
-      call.repeat = 1;
-      call.outcomes = s->outcomes;
-      __sync_fetch_and_add(&s->repeats, 1);
-      set_pending(tid, &call);
-      return 0;
+      if (s->outcomes & outcome) {
+        __sync_fetch_and_add(&s->repeats, 1);
+        return;
+      }
+      if (send_ret(tgid, tid, nr, ret, &e->key, 1) == 0) __sync_fetch_and_or(&s->outcomes, outcome);
+      return;
     }
   }
   if (want_base) pos = (__u32)walk_path(e, pos, (__u64)base.dentry, (__u64)base.mnt);
@@ -656,112 +605,79 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr) {
 
   if (bpf_ringbuf_output(&events, e, offsetof(struct st_path_event, data) + (pos & 8191), wakeup_flags())) {
     count_drop();
-    return 0;
-  }
-  set_pending(tid, &call);
-  return 0;
-}
-
-/* Interrupted syscalls (the container was stopped while one blocked) did find their path; user
- * space counts them as successes too. */
-static __always_inline __u32 outcome_of(long ret) {
-  if (ret >= 0 || ret < -4095 || ret == -4 /* EINTR */ || (ret <= -512 && ret >= -516))
-    return ST_OUTCOME_OK;
-  return ST_OUTCOME_FAILED;
-}
-
-static __always_inline void on_exit_of(__u32 tgid, __u32 tid, long nr, long ret) {
-  if (!followed_in_container(tgid)) return;
-  /* also at exit: the seccomp()/prctl() that loaded the filter (and, with the raw sys_exit
-   * program, calls in progress then) */
-  record_syscall(nr);
-  /* Only path syscalls left a `pending` slot: spare the others the lookup. */
-  if (!is_path_syscall(nr)) return;
-
-  struct pending_call call;
-  if (!take_pending(tid, &call)) return;
-  if (call.nr != (__u32)nr) return;
-  /* a successful exec is reported by sched_process_exec, which knows the pre-exec tid */
-  if ((nr == NR_execve || nr == NR_execveat) && ret == 0) return;
-
-  __u32 outcome = outcome_of(ret);
-  /* a repeat with an outcome already reported: counted at entry, nothing to send */
-  if (call.repeat && (call.outcomes & outcome)) return;
-  int keyed = call.key.h1 != 0 || call.key.h2 != 0;
-  struct st_seen *s = 0;
-  if (keyed) {
-    s = bpf_map_lookup_elem(&seen, &call.key);
-    if (call.repeat && s) {
-      if (s->outcomes & outcome) return; /* another task reported it meanwhile: the count stands */
-      __sync_fetch_and_sub(&s->repeats, 1); /* a new outcome, reported below: not a repeat */
-    }
-  }
-
-  __u32 zero = 0;
-  struct st_ret_event *r = bpf_map_lookup_elem(&ret_scratch, &zero);
-  if (!r) return;
-  r->h.kind = ST_EV_RET;
-  r->h.pid = tgid;
-  r->h.tid = tid;
-  r->h.nr = (__u32)nr;
-  r->ret = ret;
-  r->path_len = 0;
-  r->repeat = call.repeat;
-  r->key = call.key;
-  __u64 size = offsetof(struct st_ret_event, data);
-  if (call.deferred) {
-    long n = bpf_probe_read_user_str(r->data, ST_PATH_MAX, (const char *)call.upath);
-    if (n > 0) {
-      r->path_len = (__u32)n;
-      size += (__u64)n;
-    }
-  }
-  if (size > sizeof(*r)) size = sizeof(*r);
-  if (bpf_ringbuf_output(&events, r, size, wakeup_flags())) {
-    count_drop();
     return;
   }
+  if (send_ret(tgid, tid, nr, ret, &e->key, 0) != 0 || op == ST_OP_EXEC) return;
   /* Only what user space has received may be left out next time. */
-  if (!keyed) return;
-  if (s) {
-    __sync_fetch_and_or(&s->outcomes, outcome);
-    return;
-  }
   struct st_seen fresh = {.outcomes = outcome};
-  if (bpf_map_update_elem(&seen, &call.key, &fresh, BPF_NOEXIST) != 0) {
-    s = bpf_map_lookup_elem(&seen, &call.key); /* raced with another thread, or the map is full */
+  if (bpf_map_update_elem(&seen, &e->key, &fresh, BPF_NOEXIST) != 0) {
+    struct st_seen *s = bpf_map_lookup_elem(&seen, &e->key); /* raced, or the map is full */
     if (s) __sync_fetch_and_or(&s->outcomes, outcome);
   }
 }
 
-/* Fallback when the per-syscall exit tracepoints cannot be attached: runs for every syscall. */
-SEC("raw_tp/sys_exit")
-int on_sys_exit(struct bpf_raw_tracepoint_args *ctx) {
+/* The one syscall hook: every syscall on the host runs it on its way back to user space. */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret) {
   __u64 id = bpf_get_current_pid_tgid();
   __u32 tgid = id >> 32;
-  if (!state_of(tgid)) return 0;
-  struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-  on_exit_of(tgid, (__u32)id, BPF_CORE_READ(regs, orig_ax), (long)ctx->args[1]);
+  if (!followed_in_container(tgid)) return 0;
+  long nr = regs->orig_ax;
+  /* rt_sigreturn restores the interrupted user frame, and with it orig_ax = -1; no other syscall
+   * returns with that (a tracer that skips a call sets it too, so then it counts as rt_sigreturn) */
+  if (nr == -1) nr = NR_rt_sigreturn;
+  record_syscall(nr);
+  if (is_path_syscall(nr)) path_syscall(regs, nr, ret, tgid, (__u32)id);
   return 0;
 }
 
-/* The context the kernel passes to BPF programs on syscall tracepoints (perf_call_bpf_exit). */
-struct syscall_exit_args {
-  __u64 regs;
-  int nr;
-  int pad;
-  long ret;
-};
+/* exit and exit_group never return to sys_exit. A task that ends in one still has its syscall
+ * frame: orig_ax the number and ax the -ENOSYS the entry put there (a task ending from an
+ * exception's frame has the user's ax, and maybe an error code in orig_ax). */
+static __always_inline void record_exit_call(struct task_struct *p) {
+  struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(p);
+  if (!regs) return;
+  long nr = regs->orig_ax;
+  if ((nr == NR_exit || nr == NR_exit_group) && (long)regs->ax == -ENOSYS) record_syscall(nr);
+}
 
-/* Attached by user space to sys_exit_<name> of every path syscall, and of seccomp and prctl: the
- * kernel runs it only for those syscalls. The section name is one of them, for libbpf. */
-SEC("tp/syscalls/sys_exit_openat")
-int on_path_exit(struct syscall_exit_args *ctx) {
-  __u64 id = bpf_get_current_pid_tgid();
-  __u32 tgid = id >> 32;
-  if (!state_of(tgid)) return 0;
-  on_exit_of(tgid, (__u32)id, ctx->nr, ctx->ret);
-  return 0;
+/* The path an exec was asked for, sent as the PATH event of the execve that the EXEC event ends
+ * (user space pairs them by the old tid). The exit of a successful execve cannot send it: the
+ * caller's memory is gone by then; the kernel's copy of the name is not. An execveat relative to a
+ * directory fd has only a /dev/fd/N name, which is no file of the image: then the file executed
+ * (ST_EV_EXEC_FILE) alone says what ran. */
+static __always_inline void send_exec_path(struct st_path_event *f, struct task_struct *p, __u32 tgid,
+                                           __u32 old_tid, struct linux_binprm *bprm) {
+  f->h.kind = ST_EV_PATH;
+  f->h.pid = tgid;
+  f->h.tid = old_tid;
+  f->h.nr = NR_execve;
+  f->op = ST_OP_EXEC;
+  f->dirfd = AT_FDCWD;
+  f->base_kind = ST_BASE_NONE;
+  f->base_flags = 0;
+  f->path_len = 0;
+  f->base_len = 0;
+  f->argv_len = 0;
+  f->argc = 0;
+  f->pad = 0;
+  f->key.h1 = 0;
+  f->key.h2 = 0;
+  long n = bpf_probe_read_kernel_str(f->data, ST_PATH_MAX, BPF_CORE_READ(bprm, filename));
+  if (n <= 0) return;
+  if (n > 8 && f->data[0] == '/' && f->data[1] == 'd' && f->data[2] == 'e' && f->data[3] == 'v' &&
+      f->data[4] == '/' && f->data[5] == 'f' && f->data[6] == 'd' && f->data[7] == '/')
+    return;
+  __u32 pos = (__u32)n;
+  f->path_len = (__u16)n;
+  if (f->data[0] != '/') {
+    struct path base = {};
+    bpf_core_read(&base, sizeof(base), &p->fs->pwd);
+    f->base_kind = ST_BASE_DIR;
+    if (base.dentry) pos = (__u32)walk_path(f, pos, (__u64)base.dentry, (__u64)base.mnt);
+  }
+  if (bpf_ringbuf_output(&events, f, offsetof(struct st_path_event, data) + (pos & 8191), wakeup_flags()))
+    count_drop();
 }
 
 SEC("tp_btf/sched_process_exec")
@@ -769,9 +685,12 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
   __u32 tgid = p->tgid;
   __u64 state = state_of(tgid);
   if (!state) return 0;
-  /* a thread's exec takes the leader's tid; the execve's exit is looked up under the new one */
-  if ((__u32)old_pid != (__u32)p->pid) drop_pending((__u32)old_pid);
   if (!(state & ST_PID_INSIDE) && !filter_in_container((__u64)p->seccomp.filter)) return 0;
+  __u32 zero = 0;
+  struct st_path_event *f = bpf_map_lookup_elem(&scratch, &zero);
+  if (!f) return 0;
+  send_exec_path(f, p, tgid, (__u32)old_pid, bprm);
+
   struct st_exec_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
   if (!e) {
     count_drop();
@@ -790,9 +709,6 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 
   /* The file really executed: the execve path may be a symlink, /proc/self/exe or a #! script
    * whose interpreter the kernel opened without a syscall. */
-  __u32 zero = 0;
-  struct st_path_event *f = bpf_map_lookup_elem(&scratch, &zero);
-  if (!f) return 0;
   struct file *file = BPF_CORE_READ(bprm, file);
   if (!file) return 0;
   struct path fp = {};
@@ -869,7 +785,7 @@ int BPF_PROG(on_exit, struct task_struct *p) {
   __u64 state = state_of(tgid);
   if (!state) return 0;
   __u32 tid = p->pid;
-  drop_pending(tid);
+  if (state & ST_PID_INSIDE) record_exit_call(p);
   /* signal->live drops to zero when the last thread of the process exits */
   if (p->signal->live.counter != 0) return 0;
   int inside = (state & ST_PID_INSIDE) != 0;

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -322,6 +323,94 @@ TEST_F(TracerBackendTest, EbpfRecordsPathsExecsProcessesAndSyscalls) {
     EXPECT_TRUE(has_syscall(t, name)) << name << " not in the syscall set";
   }
   EXPECT_TRUE(std::is_sorted(t.syscalls.begin(), t.syscalls.end()));
+}
+
+// The tracer hooks syscalls at their exit only. Some never get there or leave no number there, and
+// a successful exec or chdir has changed what its arguments meant by then: each must still be
+// recorded as made.
+TEST_F(TracerBackendTest, EbpfRecordsWhatTheExitAloneCannotSee) {
+  if (auto why = ebpf_skip_reason(); !why.empty()) GTEST_SKIP() << why;
+  fs::create_directories(dir_ / "sub");
+  write_file(dir_ / "sub/c.txt");
+  fs::create_symlink("/bin/sh", dir_ / "mysh");
+  const std::string dir = dir_.string();
+
+  auto tracer_r = st::make_ebpf_tracer(TracerOptions{});
+  ASSERT_TRUE(tracer_r.ok()) << tracer_r.error().message;
+  auto& tracer = *tracer_r;
+
+  Child child([&]() -> int {
+    allow_all_seccomp();
+    // A handler returns through rt_sigreturn, which leaves orig_ax at -1.
+    struct sigaction sa {};
+    sa.sa_handler = [](int) {};
+    if (::sigaction(SIGUSR1, &sa, nullptr) != 0 || ::raise(SIGUSR1) != 0) return 101;
+    // Relative chdirs: the one that succeeds has moved the cwd by its exit.
+    if (::chdir(dir.c_str()) != 0 || ::chdir("sub") != 0) return 102;
+    if (::chdir("nope") == 0 || errno != ENOENT) return 103;
+    int fd = ::open("c.txt", O_RDONLY);
+    if (fd < 0) return 104;
+    ::close(fd);
+    // exit(2) itself never returns.
+    pid_t quitter = ::fork();
+    if (quitter == 0) ::syscall(SYS_exit, 0);
+    if (quitter < 0 || ::waitpid(quitter, nullptr, 0) != quitter) return 105;
+    // A syscall made once and still blocked when the process is killed.
+    int ready[2];
+    if (::pipe(ready) != 0) return 106;
+    pid_t sleeper = ::fork();
+    if (sleeper == 0) {
+      if (::write(ready[1], "x", 1) != 1) ::_exit(1);
+      ::syscall(SYS_pause);
+      ::_exit(2);
+    }
+    char c = 0;
+    if (sleeper < 0 || ::read(ready[0], &c, 1) != 1) return 107;
+    ::usleep(100 * 1000);  // into pause(2)
+    if (::kill(sleeper, SIGKILL) != 0 || ::waitpid(sleeper, nullptr, 0) != sleeper) return 108;
+    // An exec by a relative path: the caller's copy of it is gone when the execve returns.
+    if (::chdir("..") != 0) return 109;
+    char* const argv[] = {const_cast<char*>("mysh"), const_cast<char*>("-c"), const_cast<char*>("exit 5"),
+                          nullptr};
+    ::execv("./mysh", argv);
+    return 110;
+  });
+  ASSERT_GT(child.pid(), 0);
+  ASSERT_TRUE(tracer->follow(child.pid()).ok());
+  child.release();
+  int status = child.wait({tracer.get()});
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 5);
+
+  Trace t;
+  ASSERT_TRUE(tracer->finish(t).ok());
+  EXPECT_EQ(t.dropped_events, 0u);
+  for (const char* name : {"rt_sigreturn", "exit", "pause", "exit_group", "chdir", "execve", "kill"}) {
+    EXPECT_TRUE(has_syscall(t, name)) << name << " not in the syscall set";
+  }
+
+  const FileAccess* sub = find(t, p("sub"));
+  ASSERT_NE(sub, nullptr);
+  EXPECT_TRUE(sub->found);
+  EXPECT_TRUE(sub->ops & st::kOpChdir);
+  EXPECT_EQ(find(t, p("sub/sub")), nullptr) << "the chdir's path was taken from the new cwd";
+  const FileAccess* nope = find(t, p("sub/nope"));
+  ASSERT_NE(nope, nullptr);
+  EXPECT_FALSE(nope->found);
+  EXPECT_EQ(nope->error, ENOENT);
+  const FileAccess* c_txt = find(t, p("sub/c.txt"));
+  ASSERT_NE(c_txt, nullptr);
+  EXPECT_TRUE(c_txt->ops & st::kOpOpen);
+
+  const FileAccess* mysh = find(t, p("mysh"));
+  ASSERT_NE(mysh, nullptr) << "the exec'd path as the process named it";
+  EXPECT_TRUE(mysh->ops & st::kOpExec);
+  auto sh =
+      std::find_if(t.execs.begin(), t.execs.end(), [&](const ExecRecord& e) { return e.path == p("mysh"); });
+  ASSERT_NE(sh, t.execs.end());
+  EXPECT_EQ(sh->pid, child.pid());
+  EXPECT_EQ(sh->error, 0);
+  EXPECT_EQ(sh->argv, (std::vector<std::string>{"mysh", "-c", "exit 5"}));
 }
 
 // Inside a chroot (as after pivot_root) paths are the process's own view, relative ones too.

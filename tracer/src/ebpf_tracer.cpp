@@ -125,96 +125,13 @@ int ppid_of(int pid) {
 // trace.bpf.c's outcome_of() agrees.
 bool interrupted(int err) { return err == EINTR || (err >= 512 && err <= 516); }
 
-// The syscalls whose exits the tracer needs (tracepoint syscalls/sys_exit_<name>): the path
-// syscalls of trace.bpf.c's is_path_syscall(), under their tracepoint names, and the two that
-// load a seccomp filter, whose exit is the first moment the caller runs in the container.
-constexpr const char* kExitSyscalls[] = {
-    "open",      "newstat",   "newlstat", "mmap",       "access",   "connect",    "execve",     "chdir",
-    "fchdir",    "creat",     "readlink", "getdents64", "openat",   "newfstatat", "readlinkat", "faccessat",
-    "execveat",  "statx",     "openat2",  "faccessat2", "truncate", "rename",     "mkdir",      "rmdir",
-    "link",      "unlink",    "symlink",  "chmod",      "chown",    "lchown",     "mknod",      "bind",
-    "mkdirat",   "mknodat",   "fchownat", "unlinkat",   "renameat", "linkat",     "symlinkat",  "fchmodat",
-    "utimensat", "renameat2", "seccomp",  "prctl",
-};
-
-int parse_id(const char* buf, ssize_t n) {
-  int id = 0;
-  bool any = false;
-  for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; ++i) {
-    id = id * 10 + (buf[i] - '0');
-    any = true;
-  }
-  return any ? id : -1;
-}
-
-int read_id(const char* path) {
-  int fd = ::open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  char buf[32];
-  ssize_t n = ::read(fd, buf, sizeof buf);
-  ::close(fd);
-  return parse_id(buf, n);
-}
-
-// Ids of the tracepoints syscalls/sys_exit_<name>, -1 where missing. Where tracefs is not mounted,
-// a child mounts it in a mount namespace of its own and reads them there: the host's mounts stay
-// as they are, and nothing is left to unmount on any path.
-std::vector<int> exit_tracepoint_ids() {
-  constexpr size_t kCount = std::size(kExitSyscalls);
-  std::vector<int> ids(kCount, -1);
-  auto paths_under = [](const std::string& root) {
-    std::vector<std::string> out;
-    for (const char* name : kExitSyscalls) out.push_back(root + "/events/syscalls/sys_exit_" + name + "/id");
-    return out;
-  };
-  for (const char* root : {"/sys/kernel/tracing", "/sys/kernel/debug/tracing"}) {
-    auto paths = paths_under(root);
-    for (size_t i = 0; i < kCount; ++i) ids[i] = read_id(paths[i].c_str());
-    if (std::all_of(ids.begin(), ids.end(), [](int id) { return id >= 0; })) return ids;
-  }
-  auto paths = paths_under("/sys/kernel/tracing");
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return ids;
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    ::close(fds[0]);
-    ::close(fds[1]);
-    return ids;
-  }
-  if (pid == 0) {
-    // Only plain syscalls from here on: the parent has threads.
-    ::close(fds[0]);
-    if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-        ::mount("nodev", "/sys/kernel/tracing", "tracefs", 0, nullptr) != 0)
-      _exit(1);
-    for (size_t i = 0; i < kCount; ++i) {
-      int id = read_id(paths[i].c_str());
-      if (::write(fds[1], &id, sizeof id) != static_cast<ssize_t>(sizeof id)) _exit(1);
-    }
-    _exit(0);
-  }
-  ::close(fds[1]);
-  for (size_t i = 0; i < kCount; ++i) {
-    int id = -1;
-    if (::read(fds[0], &id, sizeof id) != static_cast<ssize_t>(sizeof id)) break;
-    ids[i] = id;
-  }
-  ::close(fds[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return ids;
-}
-
 struct KeyHash {
   size_t operator()(const std::pair<uint64_t, uint64_t>& k) const { return k.first ^ (k.second * 31); }
 };
 
-// Closing a tracer's links waits for RCU grace periods, one after another under a kernel mutex
-// (each tracepoint perf event about 70 ms here: some 3 s per trace). By then nothing is recorded
-// any more, so it runs on threads of their own while the caller goes on; they are joined when
-// the process exits (an interrupted process that _exits leaves it to the kernel, which does the
-// same).
+// Closing a tracer's links and maps waits for RCU grace periods. By then nothing is recorded any
+// more, so it runs on threads of their own while the caller goes on; they are joined when the
+// process exits (an interrupted process that _exits leaves it to the kernel, which does the same).
 class Reaper {
  public:
   static Reaper& instance() {
@@ -254,9 +171,6 @@ class EbpfTracer final : public TracerBackend {
     libbpf_set_print(libbpf_to_spdlog);
     skel_ = trace_bpf__open();
     if (!skel_) return load_error(errno);
-    // The exit programs are attached below, one way or the other.
-    bpf_program__set_autoattach(skel_->progs.on_sys_exit, false);
-    bpf_program__set_autoattach(skel_->progs.on_path_exit, false);
     // `seen` holds a value per CPU: at most 16 MiB of them, whatever the number of CPUs (a key
     // that does not fit is reported every time instead).
     if (int ncpu = libbpf_num_possible_cpus(); ncpu > 0) {
@@ -265,7 +179,6 @@ class EbpfTracer final : public TracerBackend {
     }
     if (int err = trace_bpf__load(skel_); err != 0) return load_error(-err);
     if (int err = trace_bpf__attach(skel_); err != 0) return load_error(-err);
-    SLIMTRACE_TRY(attach_exits());
     rb_ = ring_buffer__new(bpf_map__fd(skel_->maps.events), &EbpfTracer::on_event, this, nullptr);
     if (!rb_) return Error::from_errno("cannot create the BPF ring buffer reader");
     return {};
@@ -356,7 +269,6 @@ class EbpfTracer final : public TracerBackend {
     int pid = 0;
     uint32_t base_kind = ST_BASE_NONE;
     bool base_ok = false;
-    bool deferred = false;  // the user path arrives with the RET event
     bool resolved = false;
     std::pair<uint64_t, uint64_t> key{0, 0};  // st_path_event.key; {0, 0}: none
     std::string base;                         // absolute base directory or target, when base_ok
@@ -383,45 +295,6 @@ class EbpfTracer final : public TracerBackend {
     return Error{std::string("cannot load BPF programs: ") + std::strerror(err) +
                      " (needs root / CAP_BPF+CAP_PERFMON; use --tracer fanotify)",
                  err};
-  }
-
-  // Exits of the path syscalls: on their own tracepoints, so the kernel runs no program at all
-  // for the exits of other syscalls, host-wide. Where those cannot be attached (no tracefs, no
-  // syscall tracepoints), the raw sys_exit program, which runs for every syscall.
-  Status attach_exits() {
-    std::vector<int> ids = exit_tracepoint_ids();
-    bool ok = true;
-    for (size_t i = 0; i < ids.size() && ok; ++i) {
-      ok = false;
-      if (ids[i] < 0) break;
-      perf_event_attr attr{};
-      attr.type = PERF_TYPE_TRACEPOINT;
-      attr.size = sizeof attr;
-      attr.config = static_cast<__u64>(ids[i]);
-      attr.sample_period = 1;
-      attr.wakeup_events = 1;
-      long pfd = ::syscall(SYS_perf_event_open, &attr, -1, 0, -1, PERF_FLAG_FD_CLOEXEC);
-      if (pfd < 0) break;
-      bpf_link* link = bpf_program__attach_perf_event(skel_->progs.on_path_exit, static_cast<int>(pfd));
-      if (!link) {
-        ::close(static_cast<int>(pfd));
-        break;
-      }
-      exit_links_.push_back(link);
-      ok = true;
-    }
-    if (ok) return {};
-    spdlog::debug("ebpf tracer: syscall exit tracepoints not attachable; using raw sys_exit");
-    destroy_exit_links();
-    bpf_link* link = bpf_program__attach(skel_->progs.on_sys_exit);
-    if (!link) return load_error(errno);
-    exit_links_.push_back(link);
-    return {};
-  }
-
-  void destroy_exit_links() {
-    for (bpf_link* link : exit_links_) bpf_link__destroy(link);
-    exit_links_.clear();
   }
 
   // Lookups the programs left out as repeats of reported ones: added to their files' counts, so
@@ -459,23 +332,18 @@ class EbpfTracer final : public TracerBackend {
   void stop_following() {
     for (__u32 w = 0; w < ST_PID_STATE_WORDS; ++w)
       __atomic_store_n(&skel_->bss->pid_state[w], 0, __ATOMIC_SEQ_CST);
-    if (::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
-      trace_bpf__detach(skel_);
-      destroy_exit_links();
-    }
+    if (::syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) trace_bpf__detach(skel_);
   }
 
-  // Takes the links, the reader and the skeleton out of this tracer, as one piece of work that
-  // releases them: run now (teardown) or on a Reaper thread (teardown_later).
+  // Takes the reader and the skeleton (with its links) out of this tracer, as one piece of work
+  // that releases them: run now (teardown) or on a Reaper thread (teardown_later).
   std::function<void()> release_work() {
-    std::function<void()> work = [skel = skel_, rb = rb_, links = std::move(exit_links_)] {
-      for (bpf_link* link : links) bpf_link__destroy(link);
+    std::function<void()> work = [skel = skel_, rb = rb_] {
       if (rb) ring_buffer__free(rb);
       if (skel) trace_bpf__destroy(skel);
     };
     skel_ = nullptr;
     rb_ = nullptr;
-    exit_links_.clear();
     return work;
   }
 
@@ -569,7 +437,6 @@ class EbpfTracer final : public TracerBackend {
     p.pid = static_cast<int>(e.h.pid);
     p.base_kind = e.base_kind;
     p.base_ok = (e.base_flags & ST_BASE_OK) != 0;
-    p.deferred = (e.base_flags & ST_PATH_DEFERRED) != 0;
     p.key = {e.key.h1, e.key.h2};
     std::string user = e.path_len > 0 ? std::string(body, strnlen(body, e.path_len)) : std::string();
     if (e.base_kind != ST_BASE_NONE && p.base_ok) {
@@ -577,7 +444,7 @@ class EbpfTracer final : public TracerBackend {
       for (auto it = parts.rbegin(); it != parts.rend(); ++it) p.base += "/" + *it;
       if (p.base.empty()) p.base = "/";
     }
-    if (!p.deferred) resolve(p, user);
+    resolve(p, user);
     spdlog::trace("ebpf: pid {} tid {} nr {} op {} user '{}' base '{}' kind {} flags {:#x}", e.h.pid, e.h.tid,
                   e.h.nr, e.op, user, p.base, e.base_kind, e.base_flags);
     if (e.argv_len > 0) p.argv = split_nul(body + e.path_len + e.base_len, e.argv_len);
@@ -585,10 +452,9 @@ class EbpfTracer final : public TracerBackend {
   }
 
   void on_ret(const char* data, size_t size) {
-    constexpr size_t kHead = offsetof(st_ret_event, data);
-    if (size < kHead) return;
-    st_ret_event r;
-    std::memcpy(&r, data, kHead);
+    st_ret_event r{};
+    if (size < sizeof r) return;
+    std::memcpy(&r, data, sizeof r);
     int err = (r.ret < 0 && r.ret >= -4095) ? static_cast<int>(-r.ret) : 0;
     if (interrupted(err)) err = 0;
     if (r.repeat) {
@@ -602,11 +468,6 @@ class EbpfTracer final : public TracerBackend {
     if (it == pending_.end() || it->second.nr != r.h.nr) return;
     PendingPath p = std::move(it->second);
     pending_.erase(it);
-    if (p.deferred) {
-      size_t len = std::min<size_t>(r.path_len, size - kHead);
-      const char* path = data + kHead;
-      resolve(p, len > 0 ? std::string(path, strnlen(path, len)) : std::string());
-    }
     if (p.resolved) {
       rec_.add_access(p.path, p.op, err);
       if (p.key.first != 0 || p.key.second != 0) known_.try_emplace(p.key, p.path, p.op);
@@ -632,9 +493,6 @@ class EbpfTracer final : public TracerBackend {
     ex.ppid = static_cast<int>(e.ppid);
     auto it = pending_.find(e.old_tid);
     if (it != pending_.end() && (it->second.nr == kNrExecve || it->second.nr == kNrExecveat)) {
-      if (it->second.deferred) {
-        resolve(it->second, std::string(e.filename, strnlen(e.filename, sizeof e.filename)));
-      }
       if (it->second.resolved) {
         ex.path = it->second.path;
         rec_.add_access(ex.path, kOpExec, 0);
@@ -744,7 +602,6 @@ class EbpfTracer final : public TracerBackend {
   TracerOptions options_;
   trace_bpf* skel_ = nullptr;
   ring_buffer* rb_ = nullptr;
-  std::vector<bpf_link*> exit_links_;
   // st_path_event.key -> (path, op) of the lookups reported, for the repeats sent without a path.
   std::unordered_map<std::pair<uint64_t, uint64_t>, std::pair<std::string, uint32_t>, KeyHash> known_;
   Trace rec_;  // collects files through Trace::add_access
