@@ -1,8 +1,10 @@
 // The kernel's own price for the hooks the tracer needs, measured without the tracer: a host loop
-// of getppid(2), timed with nothing attached, with an empty BPF program on the sys_enter raw
-// tracepoint, with an empty program on one sys_exit_<name> syscall tracepoint (openat, which the
-// loop never makes), with both, and with both but the loop's own sys_exit_getppid in place of
-// openat's (what a path syscall pays: its exit tracepoint runs the program). Once any syscall
+// of getppid(2), timed with nothing attached, with an empty BPF program on the sys_exit raw
+// tracepoint alone (the tracer's one hook), and for comparison with the hooks of an entry-and-exit
+// design: an empty program on the sys_enter raw tracepoint, on one sys_exit_<name> syscall
+// tracepoint (openat, which the loop never makes), on both, and on both but with the loop's own
+// sys_exit_getppid in place of openat's (what a path syscall pays there: its exit tracepoint runs
+// the program). Once any syscall
 // tracepoint is in use, every task on the host takes the kernel's slow syscall path and calls the
 // tracepoint's probes on each syscall, whatever the program does: that is the floor under the
 // tracer's fixed cost per host syscall.
@@ -46,6 +48,10 @@ using bench::RawTracepointHook;
 
 RawTracepointHook attach_sys_enter() {
   return attach_raw_tracepoint(load_empty_program(BPF_PROG_TYPE_RAW_TRACEPOINT), "sys_enter");
+}
+
+RawTracepointHook attach_raw_sys_exit() {
+  return attach_raw_tracepoint(load_empty_program(BPF_PROG_TYPE_RAW_TRACEPOINT), "sys_exit");
 }
 
 // The tracepoint's id, from tracefs; a tracefs mounted for it is unmounted at once (perf_event_open
@@ -138,6 +144,12 @@ void measure(std::map<std::string, std::vector<double>>& runs, int reps, long ca
       {
         ExitHook x = attach_sys_exit(exit_id);
         runs["sys_exit_openat"].push_back(time_loop(calls));
+      }
+      {
+        // One program on the raw sys_exit tracepoint alone: it sees every syscall's number and
+        // result, so it can stand for both hooks.
+        RawTracepointHook x = attach_raw_sys_exit();
+        runs["sys_exit_raw"].push_back(time_loop(calls));
       }
       {
         RawTracepointHook e = attach_sys_enter();

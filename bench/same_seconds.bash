@@ -28,10 +28,10 @@ hook_floor_runs() {
   "$BENCH" "$IMG" attached -- /bin/sleep 45 >"$OUT/floor-attached.jsonl" 2>"$OUT/floor-attached.err" &
   local attached_pid=$!
   for _ in $(seq 1 100); do
-    bpftool prog show name on_sys_enter >/dev/null 2>&1 && break
+    bpftool prog show name on_sys_exit >/dev/null 2>&1 && break
     sleep 0.3
   done
-  bpftool prog show name on_sys_enter >/dev/null 2>&1 ||
+  bpftool prog show name on_sys_exit >/dev/null 2>&1 ||
     { cat "$OUT/floor-attached.err" >&2; echo "hook floor: the programs were never loaded" >&2; exit 1; }
   sleep 2 # loaded comes before attached, and the container's start before its sleep
   "$FLOOR" --reps 21 --only none >"$OUT/floor-slimtrace.json"
@@ -75,7 +75,6 @@ side_by_side() { # PAIRS
     together same-control none none
   done
   echo "== same seconds: syscall count" >&2
-  # The traced one counts: the syscalls on the server's CPU, and (its BPF statistics) the runs of
-  # the exit program, i.e. the path syscalls, which pay more than the floor.
+  # The traced one counts the syscalls on the server's CPU (and its BPF statistics the programs' runs).
   together same-count ebpf none "--count-syscalls --bpf-stats"
 }

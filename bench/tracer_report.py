@@ -55,6 +55,10 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+# The hook the tracer uses: one program on the raw sys_exit tracepoint (hook_floor's mode).
+FLOOR_MODE = "sys_exit_raw"
+
+
 def floor_section(out, traced_stats_run, server_rps):
     """The kernel's price per host syscall for the hooks (bench/hook_floor.cpp), next to slimtrace's
     own programs attached, and what that floor comes to per request."""
@@ -72,11 +76,14 @@ def floor_section(out, traced_stats_run, server_rps):
         ("an empty program on the `sys_enter` raw tracepoint", m["sys_enter"]),
         ("an empty program on one `sys_exit_<name>` tracepoint (openat, which the loop never makes)",
          m["sys_exit_openat"]),
-        ("both: the kernel's floor for the hooks the tracer needs", m["both"]),
+        ("both: what an entry hook with the path syscalls' exits costs (the tracer's hooks until 2026-12-08)",
+         m["both"]),
     ]
     if "both_exit_hit" in m:
         rows.append(("both, with the loop's own `sys_exit_getppid` in place of openat's: what a path syscall "
                      "pays, its exit tracepoint running the program", m["both_exit_hit"]))
+    rows.append(("an empty program on the `sys_exit` raw tracepoint alone: the kernel's floor for the hook the "
+                 "tracer needs", m[FLOOR_MODE]))
     rows.append(("slimtrace's programs attached (the loop is not followed), timed separately",
                  ours["median_ns"]["none"]))
     try:
@@ -85,14 +92,14 @@ def floor_section(out, traced_stats_run, server_rps):
         secc_rows = [("under an allow-all seccomp filter, as a container's processes run: nothing attached",
                       secc["none"])]
         secc_rows.append(("under the filter: both", secc["both"]))
-        if "both_exit_hit" in secc:
-            secc_rows.append(("under the filter: both, the exit tracepoint running", secc["both_exit_hit"]))
+        if FLOOR_MODE in secc:
+            secc_rows.append(("under the filter: `sys_exit` alone", secc[FLOOR_MODE]))
     except FileNotFoundError:
         secc, secc_rows = None, []
     table = "\n".join(f"| {label} | {ns:.0f} | {ns - base:+.0f} |" for label, ns in rows)
     if secc:
         table += "\n" + "\n".join(f"| {label} | {ns:.0f} | {ns - secc['none']:+.0f} |" for label, ns in secc_rows)
-    floor_ns = m["both"] - base
+    floor_ns = m[FLOOR_MODE] - base
     ours_ns = ours["median_ns"]["none"] - base
     # The two are timed a few seconds apart, so a difference within the loop's own noise means
     # nothing; the noise is the spread of the unhooked runs.
@@ -108,7 +115,7 @@ def floor_section(out, traced_stats_run, server_rps):
     per_request = ""
     if traced_stats_run and server_rps:
         reqs = wrk_stats(traced_stats_run)["requests"]
-        calls = traced_stats_run["wrk_bpf"].get("on_sys_enter", {}).get("runs", 0)
+        calls = traced_stats_run["wrk_bpf"].get("on_sys_exit", {}).get("runs", 0)
         if reqs and calls:
             spr = calls / reqs
             cpu_us = 1e6 / server_rps
@@ -124,17 +131,19 @@ def floor_section(out, traced_stats_run, server_rps):
     if secc:
         seccomp_note = textwrap.fill(
             f"- A seccomp filter already sends a syscall's entry down the slow path, so under the filter the "
-            f"hooks add {secc['both'] - secc['none']:.0f} ns rather than {floor_ns:.0f}. The side-by-side estimate's fixed cost "
-            f"uses the larger, unfiltered figure, although the servers run under a filter.", width=100,
+            f"hook adds {secc.get(FLOOR_MODE, secc['both']) - secc['none']:.0f} ns rather than {floor_ns:.0f}. The "
+            f"side-by-side estimate's fixed cost uses the larger, unfiltered figure, although the servers run "
+            f"under a filter.", width=100,
             subsequent_indent="  ") + "\n"
     return ("\n## The floor: what the kernel charges per host syscall for the hooks\n\n" + textwrap.fill(
         f"`bench/hook_floor` times a getppid(2) loop on the host ({floor['calls']:,} calls, best of 3, median "
         f"of {floor['reps']} interleaved repetitions) with nothing attached and with two-instruction BPF "
         f"programs on the syscall tracepoints: as soon as any syscall tracepoint is in use, every task on the "
         f"host takes the kernel's slow syscall path and runs the tracepoint's probes on each syscall, whatever "
-        f"the program does. slimtrace needs `sys_enter` (the syscall set needs every syscall) and the "
-        f"`sys_exit_<name>` of the path syscalls (their outcome), and no cheaper hook is permitted here "
-        f"(fentry and BPF-LSM are refused, kprobes are not configured).", width=100) + "\n\n"
+        f"the program does. slimtrace hooks `sys_exit` alone: the syscall set needs every syscall, and at the "
+        f"exit a syscall's number, arguments and outcome are all known, so no entry hook is needed; no "
+        f"cheaper hook is permitted here (fentry and BPF-LSM are refused, kprobes are not configured).",
+        width=100) + "\n\n"
         "| attached | ns per syscall (median) | added |\n|---|---|---|\n" + table + "\n\n"
         + textwrap.fill(f"- {ours_vs_floor} Runs (ns): "
                         + "; ".join(f"{k} {fmt_list(v)}" for k, v in floor["runs_ns"].items())
@@ -154,7 +163,7 @@ def fixed_ns_per_syscall(out):
     except FileNotFoundError:
         return None
     base = floor["median_ns"]["none"]
-    return max(floor["median_ns"]["both"] - base, ours["median_ns"]["none"] - base)
+    return max(floor["median_ns"][FLOOR_MODE] - base, ours["median_ns"]["none"] - base)
 
 
 # A window whose wrk started this late (ms) after its aligned start is not compared.
@@ -244,7 +253,7 @@ def same_seconds_section(out, server_cpu, window_seconds, server="busybox httpd"
     # The floor's own uncertainty, from hook_floor's interleaved repetitions (hooked minus unhooked).
     with open(os.path.join(out, "floor.json")) as f:
         floor_runs = json.load(f)["runs_ns"]
-    fixed_lo, fixed_hi = median_interval([b - n for b, n in zip(floor_runs["both"], floor_runs["none"])])
+    fixed_lo, fixed_hi = median_interval([b - n for b, n in zip(floor_runs[FLOOR_MODE], floor_runs["none"])])
     fixed_hi = max(fixed_hi, fixed_ns)
     tput = [t[0] for t in traced]
     costs = [t[1] for t in traced if t[1] is not None]
@@ -256,17 +265,11 @@ def same_seconds_section(out, server_cpu, window_seconds, server="busybox httpd"
     calls = count_run["wrk_syscalls_per_cpu"][server_cpu]
     reqs = sum(w["requests"] for r in counted[0]["pair"] for w in windows(r))
     per_request = calls / reqs
-    # Path syscalls also run the exit program (host-wide count from the BPF statistics of the counting
-    # pair: every process's, so an upper bound), which costs more than the floor.
-    exit_runs = count_run.get("wrk_bpf", {}).get("on_path_exit", {}).get("runs")
-    hit = floor_runs.get("both_exit_hit")
-    exit_hit_ns = statistics.median(h - b for h, b in zip(hit, floor_runs["both"])) if hit else None
-    path_per_request = exit_runs / reqs if exit_runs is not None and exit_hit_ns is not None else None
-    path_us = path_per_request * exit_hit_ns / 1e3 if path_per_request is not None else 0.0
     # CPU per request of the untraced server, from the traced pairs.
     cpu_us = statistics.median(y["cpu"] / y["requests"] * 1e6 for _, _, _, y in traced if y["has_cpu"])
-    fixed_share = (per_request * fixed_ns / 1e3 + path_us) / cpu_us
-    share_lo, share_hi = ((per_request * x / 1e3 + path_us) / cpu_us for x in (fixed_lo, fixed_hi))
+    # One hook for every syscall, path syscalls included: no second tracepoint for any of them.
+    fixed_share = per_request * fixed_ns / 1e3 / cpu_us
+    share_lo, share_hi = (per_request * x / 1e3 / cpu_us for x in (fixed_lo, fixed_hi))
     estimate = {"untraced_rps": statistics.median(t[3]["rps"] for t in traced),
                 "traced_rps": statistics.median(t[2]["rps"] for t in traced),
                 "median": (1 - fixed_share) * r_med,
@@ -305,16 +308,10 @@ def same_seconds_section(out, server_cpu, window_seconds, server="busybox httpd"
         f"- The fixed cost: {per_request:.1f} syscalls per request on the server's CPU (counted in the "
         f"counting pair: {server}'s, the runtime's and the tracing process's, {calls:,} for {reqs:,} requests), "
         f"at {fixed_ns:.0f} ns each (the larger of hook_floor's floor and slimtrace's attached programs), is "
-        f"{per_request * fixed_ns / 1e3:.1f} us"
-        + (f"; the {path_per_request:.1f} path syscalls per request (the exit program's runs, host-wide, in "
-           f"the counting pair) pay {exit_hit_ns:.0f} ns more each for their exit tracepoint (hook_floor), "
-           f"{path_us:.2f} us; in all {per_request * fixed_ns / 1e3 + path_us:.1f} us" if path_per_request is not None
-           else "")
-        + f" of the {cpu_us:.0f} us of CPU an untraced request takes: "
+        f"{per_request * fixed_ns / 1e3:.1f} us (one hook, `sys_exit`, for every syscall: path syscalls "
+        f"pay no second tracepoint) of the {cpu_us:.0f} us of CPU an untraced request takes: "
         f"{fixed_share * 100:.2f}% of the server's CPU ({share_lo * 100:.2f}% to {share_hi * 100:.2f}% with the "
-        f"floor's ~95% interval over hook_floor's repetitions, {fixed_lo:.0f} to {fixed_hi:.0f} ns)."
-        + ("" if path_per_request is not None else
-           " (Left out: the exit program of the path syscalls, which this run did not count.)"), width=100,
+        f"floor's ~95% interval over hook_floor's repetitions, {fixed_lo:.0f} to {fixed_hi:.0f} ns).", width=100,
         subsequent_indent="  ") + "\n"
     md += textwrap.fill(
         f"- Traced / untraced throughput, both costs: (1 - {fixed_share * 100:.2f}%) x {r_med * 100:.1f}% = "
@@ -466,9 +463,8 @@ def main():
         diag_md = ("\n## Where the time goes: BPF run time while wrk runs\n\n" + textwrap.fill(
                    "One extra traced and one attached-only wrk run (5 s) with the kernel's BPF statistics on "
                    "(`BPF_ENABLE_STATS`, which itself adds a little to every run, so these runs are not in the "
-                   "ratios above). Invocations are host-wide: `on_sys_enter` runs for every syscall on the "
-                   "machine and `on_path_exit` for the exits of the path syscalls (their own tracepoints), "
-                   "and both return after one bit test for untraced processes.", width=100) + "\n\n"
+                   "ratios above). Invocations are host-wide: `on_sys_exit` runs for every syscall on the "
+                   "machine and returns after one bit test for untraced processes.", width=100) + "\n\n"
                    "| run | program | runs/s | avg ns/run | CPU (% of one CPU) |\n|---|---|---|---|---|\n"
                    + "\n".join(rows) + "\n")
     # The side-by-side section counts the syscalls on the server's CPU itself: the bound from the
@@ -487,7 +483,7 @@ def main():
                      f"container's events. ")
         else:
             split = (f"Of the {(1 - w_ratio) * 100:.1f} points lost, {fixed * 100:.1f} are the fixed cost of having "
-                     f"the sys_enter/sys_exit programs attached at all (every syscall on the host, wrk's included, "
+                     f"the sys_exit program attached at all (every syscall on the host, wrk's included, "
                      f"takes the tracepoint path and a program run: the \"attached, following no process\" row) and "
                      f"{per_event * 100:.1f} the cost of recording the container's events. ")
     else:
