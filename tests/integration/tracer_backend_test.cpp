@@ -334,6 +334,11 @@ TEST_F(TracerBackendTest, EbpfRecordsWhatTheExitAloneCannotSee) {
   write_file(dir_ / "sub/c.txt");
   fs::create_symlink("/bin/sh", dir_ / "mysh");
   const std::string dir = dir_.string();
+  // The fexecve child's pid, passed back in shared memory.
+  auto* shared = static_cast<pid_t*>(
+      ::mmap(nullptr, sizeof(pid_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(shared, MAP_FAILED);
+  pid_t& fexec_pid = *shared;
 
   auto tracer_r = st::make_ebpf_tracer(TracerOptions{});
   ASSERT_TRUE(tracer_r.ok()) << tracer_r.error().message;
@@ -368,6 +373,20 @@ TEST_F(TracerBackendTest, EbpfRecordsWhatTheExitAloneCannotSee) {
     if (sleeper < 0 || ::read(ready[0], &c, 1) != 1) return 107;
     ::usleep(100 * 1000);  // into pause(2)
     if (::kill(sleeper, SIGKILL) != 0 || ::waitpid(sleeper, nullptr, 0) != sleeper) return 108;
+    // An exec of an fd: the kernel knows it by a /dev/fd/N name only.
+    pid_t fexec = ::fork();
+    if (fexec == 0) {
+      int fd = ::open("/bin/sh", O_PATH | O_CLOEXEC);
+      char* const fargv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>("exit 0"),
+                             nullptr};
+      ::syscall(SYS_execveat, fd, "", fargv, environ, AT_EMPTY_PATH);
+      ::_exit(3);
+    }
+    int fstatus = 0;
+    if (fexec < 0 || ::waitpid(fexec, &fstatus, 0) != fexec || !WIFEXITED(fstatus) ||
+        WEXITSTATUS(fstatus) != 0)
+      return 111;
+    fexec_pid = fexec;
     // An exec by a relative path: the caller's copy of it is gone when the execve returns.
     if (::chdir("..") != 0) return 109;
     char* const argv[] = {const_cast<char*>("mysh"), const_cast<char*>("-c"), const_cast<char*>("exit 5"),
@@ -411,6 +430,13 @@ TEST_F(TracerBackendTest, EbpfRecordsWhatTheExitAloneCannotSee) {
   EXPECT_EQ(sh->pid, child.pid());
   EXPECT_EQ(sh->error, 0);
   EXPECT_EQ(sh->argv, (std::vector<std::string>{"mysh", "-c", "exit 5"}));
+
+  auto fx =
+      std::find_if(t.execs.begin(), t.execs.end(), [&](const ExecRecord& e) { return e.pid == fexec_pid; });
+  ASSERT_NE(fx, t.execs.end());
+  EXPECT_EQ(fx->path, fs::canonical("/bin/sh").string()) << "the file an fd named, not /dev/fd/N";
+  EXPECT_EQ(fx->argv, (std::vector<std::string>{"sh", "-c", "exit 0"}));
+  ::munmap(shared, sizeof(pid_t));
 }
 
 // Inside a chroot (as after pivot_root) paths are the process's own view, relative ones too.

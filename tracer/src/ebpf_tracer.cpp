@@ -517,18 +517,19 @@ class EbpfTracer final : public TracerBackend {
     st_path_event e;
     std::memcpy(&e, data, kHead);
     if (!(e.base_flags & ST_BASE_OK) || size_t{e.base_len} + e.argv_len > size - kHead) return;
-    // argv as the new image got it. The exec record this follows (same BPF handler, so it is
-    // always the latest for this pid) keeps its entry-time argv unless reading that failed, which
-    // happens when a freshly forked child has not touched the pages holding its strings.
-    if (e.argv_len > 0) {
-      auto rec = std::find_if(execs_.rbegin(), execs_.rend(),
-                              [&](const ExecRecord& x) { return x.pid == static_cast<int>(e.h.pid); });
-      if (rec != execs_.rend() && rec->argv.empty() && rec->error == 0)
-        rec->argv = split_nul(data + kHead + e.base_len, e.argv_len);
-    }
     auto parts = split_nul(data + kHead, e.base_len);
     std::string real;
     for (auto it = parts.rbegin(); it != parts.rend(); ++it) real += "/" + *it;
+    // The exec record this follows (same BPF handler, so it is always the latest for this pid)
+    // takes the argv the new image got: a successful exec's PATH event, sent after the caller's
+    // memory is gone, has none. An exec of an fd (fexecve, execveat relative to a directory fd) has
+    // only a /dev/fd/N name: the file executed is its path.
+    auto rec = std::find_if(execs_.rbegin(), execs_.rend(),
+                            [&](const ExecRecord& x) { return x.pid == static_cast<int>(e.h.pid); });
+    if (rec != execs_.rend() && rec->error == 0) {
+      if (e.argv_len > 0 && rec->argv.empty()) rec->argv = split_nul(data + kHead + e.base_len, e.argv_len);
+      if (!real.empty() && rec->path.starts_with("/dev/fd/")) rec->path = real;
+    }
     if (real.empty()) return;
     rec_.add_access(real, kOpExec, 0);
     auto [it, inserted] = interpreters_.try_emplace(real);
