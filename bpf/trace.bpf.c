@@ -78,6 +78,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define NR_exit 60
 #define NR_exit_group 231
 #define ENOSYS 38
+/* "/dev/fd/" as a little-endian word: the name the kernel gives an exec of an fd */
+#define ST_DEV_FD_PREFIX 0x2f64662f7665642full
 
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -665,9 +667,7 @@ static __always_inline void send_exec_path(struct st_path_event *f, struct task_
   f->key.h2 = 0;
   long n = bpf_probe_read_kernel_str(f->data, ST_PATH_MAX, BPF_CORE_READ(bprm, filename));
   if (n <= 0) return;
-  if (n > 8 && f->data[0] == '/' && f->data[1] == 'd' && f->data[2] == 'e' && f->data[3] == 'v' &&
-      f->data[4] == '/' && f->data[5] == 'f' && f->data[6] == 'd' && f->data[7] == '/')
-    return;
+  if (n > 8 && *(__u64 *)f->data == ST_DEV_FD_PREFIX) return;
   __u32 pos = (__u32)n;
   f->path_len = (__u16)n;
   if (f->data[0] != '/') {
