@@ -395,6 +395,26 @@ static __always_inline int stats_the_fd_itself(const char *upath, unsigned long 
   return first == 0;
 }
 
+/* A path event's fixed part, nothing in its data area yet. */
+static __always_inline void start_path_event(struct st_path_event *e, __u32 kind, __u32 tgid, __u32 tid,
+                                             __u32 nr, __u32 op, int dirfd, __u32 base_kind) {
+  e->h.kind = kind;
+  e->h.pid = tgid;
+  e->h.tid = tid;
+  e->h.nr = nr;
+  e->op = op;
+  e->dirfd = dirfd;
+  e->base_kind = base_kind;
+  e->base_flags = 0;
+  e->path_len = 0;
+  e->base_len = 0;
+  e->argv_len = 0;
+  e->argc = 0;
+  e->pad = 0;
+  e->key.h1 = 0;
+  e->key.h2 = 0;
+}
+
 /* Interrupted syscalls (the container was stopped while one blocked) did find their path; user
  * space counts them as successes too. */
 static __always_inline __u32 outcome_of(long ret) {
@@ -526,21 +546,7 @@ static __always_inline void path_syscall(struct pt_regs *regs, long nr, long ret
   __u32 zero = 0;
   struct st_path_event *e = bpf_map_lookup_elem(&scratch, &zero);
   if (!e) return;
-  e->h.kind = ST_EV_PATH;
-  e->h.pid = tgid;
-  e->h.tid = tid;
-  e->h.nr = (__u32)nr;
-  e->op = op;
-  e->dirfd = dirfd;
-  e->base_kind = ST_BASE_NONE;
-  e->base_flags = 0;
-  e->path_len = 0;
-  e->base_len = 0;
-  e->argv_len = 0;
-  e->argc = 0;
-  e->pad = 0;
-  e->key.h1 = 0;
-  e->key.h2 = 0;
+  start_path_event(e, ST_EV_PATH, tgid, tid, (__u32)nr, op, dirfd, ST_BASE_NONE);
 
   __u32 pos = 0;
   e->data[0] = 0;
@@ -650,21 +656,7 @@ static __always_inline void record_exit_call(struct task_struct *p) {
  * (ST_EV_EXEC_FILE) alone says what ran. */
 static __always_inline void send_exec_path(struct st_path_event *f, struct task_struct *p, __u32 tgid,
                                            __u32 old_tid, struct linux_binprm *bprm) {
-  f->h.kind = ST_EV_PATH;
-  f->h.pid = tgid;
-  f->h.tid = old_tid;
-  f->h.nr = NR_execve;
-  f->op = ST_OP_EXEC;
-  f->dirfd = AT_FDCWD;
-  f->base_kind = ST_BASE_NONE;
-  f->base_flags = 0;
-  f->path_len = 0;
-  f->base_len = 0;
-  f->argv_len = 0;
-  f->argc = 0;
-  f->pad = 0;
-  f->key.h1 = 0;
-  f->key.h2 = 0;
+  start_path_event(f, ST_EV_PATH, tgid, old_tid, NR_execve, ST_OP_EXEC, AT_FDCWD, ST_BASE_NONE);
   long n = bpf_probe_read_kernel_str(f->data, ST_PATH_MAX, BPF_CORE_READ(bprm, filename));
   if (n <= 0) return;
   if (n > 8 && *(__u64 *)f->data == ST_DEV_FD_PREFIX) return;
@@ -713,18 +705,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
   if (!file) return 0;
   struct path fp = {};
   BPF_CORE_READ_INTO(&fp, file, f_path);
-  f->h.kind = ST_EV_EXEC_FILE;
-  f->h.pid = tgid;
-  f->h.tid = BPF_CORE_READ(p, pid);
-  f->h.nr = 0;
-  f->op = ST_OP_EXEC;
-  f->dirfd = AT_FDCWD;
-  f->base_kind = ST_BASE_TARGET;
-  f->base_flags = 0;
-  f->path_len = 0;
-  f->base_len = 0;
-  f->argv_len = 0;
-  f->argc = 0;
+  start_path_event(f, ST_EV_EXEC_FILE, tgid, BPF_CORE_READ(p, pid), 0, ST_OP_EXEC, AT_FDCWD, ST_BASE_TARGET);
   __u32 pos = (__u32)walk_path(f, 0, (__u64)fp.dentry, (__u64)fp.mnt);
   /* argv as the new image got it: the kernel has just copied the strings to mm->arg_start, so these
    * pages are present, unlike the caller's strings at execve entry, which a forked child may not
