@@ -3,15 +3,10 @@
 // The only file of the project that includes libbpf.
 #include <bpf/libbpf.h>
 #include <elf.h>
-#include <fcntl.h>
 #include <linux/membarrier.h>
-#include <linux/perf_event.h>
-#include <sched.h>
 #include <seccomp.h>
 #include <spdlog/spdlog.h>
-#include <sys/mount.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
