@@ -376,10 +376,10 @@ TEST_F(TracerBackendTest, EbpfRecordsWhatTheExitAloneCannotSee) {
     // An exec of an fd: the kernel knows it by a /dev/fd/N name only.
     pid_t fexec = ::fork();
     if (fexec == 0) {
-      int fd = ::open("/bin/sh", O_PATH | O_CLOEXEC);
+      int sh_fd = ::open("/bin/sh", O_PATH | O_CLOEXEC);
       char* const fargv[] = {const_cast<char*>("sh"), const_cast<char*>("-c"), const_cast<char*>("exit 0"),
                              nullptr};
-      ::syscall(SYS_execveat, fd, "", fargv, environ, AT_EMPTY_PATH);
+      ::syscall(SYS_execveat, sh_fd, "", fargv, environ, AT_EMPTY_PATH);
       ::_exit(3);
     }
     int fstatus = 0;
