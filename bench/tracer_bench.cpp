@@ -69,8 +69,8 @@ class NoTracer final : public tr::TracerBackend {
 };
 
 // Diagnostic: the eBPF programs loaded and attached (so every syscall on the host passes through
-// them) but following no process, which separates the fixed cost of attached sys_enter/sys_exit
-// programs from the cost of recording the container's events.
+// them) but following no process, which separates the fixed cost of the attached sys_exit program
+// from the cost of recording the container's events.
 class AttachedOnly final : public tr::TracerBackend {
  public:
   explicit AttachedOnly(std::unique_ptr<tr::TracerBackend> inner) : inner_(std::move(inner)) {}
